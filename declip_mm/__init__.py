@@ -1,0 +1,33 @@
+"""declip_mm: DeCLIP (CVPR 2025) as an MMEngine / MMSegmentation plugin.
+
+``import declip_mm`` registers every component into mmseg's registries (and the backbone into mmdet's
+when mmdet is installed), and lets mmengine resume its training checkpoints under torch's
+``weights_only`` loading.
+"""
+import importlib.util
+
+from .utils.safe_globals import register_mmengine_safe_globals
+from .version import __version__
+
+register_mmengine_safe_globals()
+
+from . import models  # noqa: E402,F401  (registers)
+from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer  # noqa: E402
+
+
+def _register_mmdet() -> bool:
+    if importlib.util.find_spec('mmdet') is None:
+        return False
+    try:
+        from mmdet.registry import MODELS as MMDET_MODELS
+    except Exception:  # mmdet present but broken: mmseg use must still work
+        return False
+    for cls in (DeCLIPVisionTransformer, ):
+        if MMDET_MODELS.get(cls.__name__) is not cls:
+            MMDET_MODELS.register_module(module=cls, force=True)
+    return True
+
+
+MMDET_REGISTERED = _register_mmdet()
+
+__all__ = ['__version__', 'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'MMDET_REGISTERED']
