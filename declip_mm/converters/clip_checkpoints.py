@@ -92,19 +92,29 @@ def _float(v: Tensor) -> Tensor:
     return v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
 
 
-def convert_openai_clip(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """OpenAI-CLIP (jit or state dict, maybe image tower only) -> open_clip keys, fp32."""
+def convert_openai_clip(sd: Mapping[str, Tensor],
+                        dropped: Optional[List[str]] = None) -> Dict[str, Tensor]:
+    """OpenAI-CLIP (jit or state dict, maybe image tower only) -> open_clip keys, fp32.
+
+    ``dropped``, if given, collects the source keys that have no counterpart.
+    """
     image_only = 'conv1.weight' in sd and 'visual.conv1.weight' not in sd
     out = OrderedDict()
     for k, v in sd.items():
         if k in _OPENAI_EXTRAS:
+            if dropped is not None:
+                dropped.append(k)
             continue
         out[('visual.' + k) if image_only else k] = _float(v)
     return out
 
 
-def convert_eva_clip(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Original EVA-CLIP / DeCLIP EVA keys -> open_clip (``visual.trunk.*`` timm Eva keys)."""
+def convert_eva_clip(sd: Mapping[str, Tensor],
+                     dropped: Optional[List[str]] = None) -> Dict[str, Tensor]:
+    """Original EVA-CLIP / DeCLIP EVA keys -> open_clip (``visual.trunk.*`` timm Eva keys).
+
+    ``dropped``, if given, collects the source keys that have no counterpart (RoPE buffers).
+    """
     image_only = not any(k.startswith('visual.') for k in sd)
     separate_qkv = any(k.endswith('attn.q_proj.weight') for k in sd)
     out = OrderedDict()
@@ -118,6 +128,8 @@ def convert_eva_clip(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         if rest.startswith('trunk.'):
             rest = rest[len('trunk.'):]
         if rest.startswith('rope.') or rest.endswith('freqs_cos') or rest.endswith('freqs_sin'):
+            if dropped is not None:
+                dropped.append(k)
             continue  # fixed buffers, rebuilt for every grid
         for old, new in _EVA_RENAMES:
             rest = rest.replace(old, new)
@@ -138,22 +150,26 @@ def convert_dinov2(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     return out
 
 
-def to_open_clip_state_dict(obj: Mapping[str, Any]) -> Tuple[Dict[str, Tensor], str, Dict[str, Any]]:
+def to_open_clip_state_dict(obj: Mapping[str, Any], dropped: Optional[List[str]] = None
+                            ) -> Tuple[Dict[str, Tensor], str, Dict[str, Any]]:
     """Any supported CLIP checkpoint -> (open_clip-layout state dict, source flavour, meta).
 
     The flavour is ``openai``, ``open_clip`` or ``eva_clip``; ``declip:`` is prepended when the file was
-    a wrapped release (official DeCLIP / training checkpoint).
+    a wrapped release (official DeCLIP / training checkpoint). ``dropped``, if given, collects the
+    (unwrapped) source keys the conversion leaves out.
     """
     sd, meta, wrapped = unwrap_checkpoint(obj)
-    sd = OrderedDict((k, v) for k, v in sd.items()
-                     if not (k.endswith('freqs_cos') or k.endswith('freqs_sin')))
+    freqs = [k for k in sd if k.endswith('freqs_cos') or k.endswith('freqs_sin')]
+    if dropped is not None:
+        dropped.extend(freqs)
+    sd = OrderedDict((k, v) for k, v in sd.items() if k not in freqs)
     flavour = detect_flavour(sd)
     if flavour == 'dinov2':
         raise ValueError('this is a DINOv2 checkpoint, not a CLIP one; use it as the VFM teacher')
     if flavour == 'eva_clip' or (flavour == 'open_clip' and any('trunk.' in k for k in sd)):
-        sd = convert_eva_clip(sd)
+        sd = convert_eva_clip(sd, dropped)
     else:
-        sd = convert_openai_clip(sd)
+        sd = convert_openai_clip(sd, dropped)
     if wrapped:
         flavour = 'declip:' + flavour
     return sd, flavour, meta
@@ -189,7 +205,8 @@ def match_state_dict(module: torch.nn.Module, sd: Mapping[str, Tensor], what: st
         module: the target.
         sd: candidate state dict (module-relative keys).
         what: names the target in messages (e.g. ``'ViT-B-16 image tower'``).
-        resize: ``{key: fn(tensor, target_shape) -> tensor}`` for keys allowed to differ in shape.
+        resize: ``{key: fn(tensor, target_shape) -> tensor or None}`` for keys allowed to differ in
+            shape (``None``: not resizable, reported as a mismatch).
 
     Returns:
         (state dict to load, missing keys, unexpected keys). Missing keys raise; unexpected are returned.
@@ -201,8 +218,9 @@ def match_state_dict(module: torch.nn.Module, sd: Mapping[str, Tensor], what: st
         if k not in target:
             continue
         if v.shape != target[k].shape:
-            if k in resize:
-                v = resize[k](v, target[k].shape)
+            resized = resize[k](v, target[k].shape) if k in resize else None
+            if resized is not None:
+                v = resized
             else:
                 mismatched.append(f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}')
                 continue

@@ -137,14 +137,14 @@ class DeCLIPVisionTransformer(BaseModule):
             for p in blk.parameters():
                 p.requires_grad = False
 
-    def train(self, mode: bool = True) -> 'DeCLIPVisionTransformer':
+    def train(self, mode: bool = True) -> DeCLIPVisionTransformer:
         super().train(mode)
         if mode and self.frozen_stages > 0:
             for blk in list(self.ops.blocks())[:self.frozen_stages]:
                 blk.eval()
         return self
 
-    def lock(self) -> 'DeCLIPVisionTransformer':
+    def lock(self) -> DeCLIPVisionTransformer:
         """Freeze every parameter and switch to eval mode (e.g. a frozen teacher)."""
         for p in self.parameters():
             p.requires_grad = False
@@ -189,10 +189,15 @@ class DeCLIPVisionTransformer(BaseModule):
             else self.ops.num_prefix_tokens
         grid = self.ops.pretrained_grid
 
-        def _resize_pos(v: Tensor, shape: torch.Size) -> Tensor:
-            out = resize_pos_embed(v, grid, n_prefix)
+        def _resize_pos(v: Tensor, shape: torch.Size) -> Optional[Tensor]:
+            if v.dim() != len(shape) or v.shape[-1] != shape[-1]:
+                return None  # another width: an architecture mismatch, not a grid change
+            try:
+                out = resize_pos_embed(v, grid, n_prefix)
+            except ValueError:
+                return None
             if out.shape != shape:
-                raise ValueError(f'position embedding {tuple(v.shape)} cannot be resized to {shape}')
+                return None
             print_log(f'resized checkpoint position embedding {tuple(v.shape)} -> {tuple(shape)}',
                       logger='current', level=logging.WARNING)
             return out

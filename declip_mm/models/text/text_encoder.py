@@ -63,7 +63,7 @@ class DeCLIPTextEncoder(BaseModule):
         if self.frozen:
             self.text.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> 'DeCLIPTextEncoder':
+    def train(self, mode: bool = True) -> DeCLIPTextEncoder:
         return super().train(False if self.frozen else mode)
 
     # weights -----------------------------------------------------------------------------------

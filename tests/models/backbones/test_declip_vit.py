@@ -46,11 +46,12 @@ def test_csa_is_sum_of_two_softmaxes(make_backbone):
     with torch.no_grad():
         tok = {}
         for m, bb in outs.items():
-            captured = {}
-            h = bb.visual.ln_post.register_forward_pre_hook(lambda mod, a: captured.setdefault('x', a[0]))
+            captured = []
+            h = bb.visual.ln_post.register_forward_pre_hook(
+                lambda mod, a, store=captured: store.append(a[0]))
             bb(x)
             h.remove()
-            tok[m] = captured['x']
+            tok[m] = captured[0]
     bias = outs['csa'].visual.transformer.resblocks[-1].attn.out_proj.bias
     assert rel_err(tok['csa'], tok['qq'] + tok['kk'] - bias) <= 1e-5
 

@@ -1,0 +1,43 @@
+import importlib
+
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+
+def test_bare_import_registers_everything():
+    import declip_mm
+    from mmseg.registry import MODELS
+    for name in ('DeCLIPVisionTransformer', 'DeCLIPTextEncoder'):
+        assert MODELS.get(name) is getattr(declip_mm, name)
+    # mmdet sees the backbone too (mmdet is part of the tested stack)
+    assert declip_mm.MMDET_REGISTERED
+    from mmdet.registry import MODELS as DET_MODELS
+    assert DET_MODELS.get('DeCLIPVisionTransformer') is declip_mm.DeCLIPVisionTransformer
+
+
+def test_names_do_not_clash_with_mmseg():
+    """Our names must not shadow anything mmseg itself registers."""
+    import declip_mm  # noqa: F401
+    import mmseg.models  # noqa: F401
+    from mmseg.registry import MODELS
+    ours = {'DeCLIPVisionTransformer', 'DeCLIPTextEncoder'}
+    for name in ours:
+        assert MODELS.get(name).__module__.startswith('declip_mm'), name
+
+
+def test_custom_imports_builds_through_config(tmp_path):
+    from declip_mm.testing import tiny_clip_config
+    cfg = Config(dict(
+        default_scope='mmseg',
+        custom_imports=dict(imports=['declip_mm'], allow_failed_imports=False),
+        model=dict(type='DeCLIPVisionTransformer', model_name=tiny_clip_config('openai'),
+                   attn_mode='qq')))
+    importlib.import_module(cfg.custom_imports['imports'][0])
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    model = MODELS.build(cfg.model)
+    assert model.attn_mode == 'qq'
+    # the same component through mmdet's scope
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS as DET_MODELS
+    assert DET_MODELS.build(cfg.model).attn_mode == 'qq'
