@@ -11,8 +11,8 @@ from .version import __version__
 
 register_mmengine_safe_globals()
 
-from . import models  # noqa: E402,F401  (registers)
-from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer  # noqa: E402
+from . import datasets, models  # noqa: E402,F401  (registers)
+from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor  # noqa: E402
 
 
 def _register_mmdet() -> bool:
@@ -30,4 +30,5 @@ def _register_mmdet() -> bool:
 
 MMDET_REGISTERED = _register_mmdet()
 
-__all__ = ['__version__', 'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'MMDET_REGISTERED']
+__all__ = ['__version__', 'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
+           'MMDET_REGISTERED']

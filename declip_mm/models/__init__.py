@@ -1,4 +1,5 @@
 from .backbones import DeCLIPVisionTransformer
+from .segmentors import DeCLIPZeroShotSegmentor
 from .text import DeCLIPTextEncoder
 
-__all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder']
+__all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor']

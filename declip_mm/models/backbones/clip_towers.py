@@ -33,7 +33,15 @@ OPENAI_CLIP_NAMES = ('ViT-B-16', 'ViT-B-32', 'ViT-L-14', 'ViT-L-14-336')
 
 
 def resolve_clip_config(model_name: Union[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """Return a deep copy of an open_clip model config, given its name or the config itself."""
+    """Return a deep copy of an open_clip model config: its name, a JSON file holding one (handy on
+    the command line: ``--cfg-options model.backbone.model_name=tiny.json``), or the dict itself."""
+    if isinstance(model_name, str) and model_name.endswith('.json'):
+        import json
+        import os
+        if not os.path.isfile(model_name):
+            raise FileNotFoundError(f'model config file not found: {model_name!r}')
+        with open(model_name) as f:
+            model_name = json.load(f)
     if isinstance(model_name, dict):
         cfg = copy.deepcopy(dict(model_name))
     elif isinstance(model_name, str):

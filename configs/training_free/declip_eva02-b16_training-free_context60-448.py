@@ -1,0 +1,14 @@
+# Training-free DeCLIP on context60 (SPEC §6): short side 448, window 336 / stride 112,
+# logit scale 40, prob_thd 0.15, attn_mode csa, tau = 1/sqrt(d).
+_base_ = [
+    '../_base_/models/declip_zero_shot.py',
+    '../_base_/datasets/tf_context60.py',
+    'mmseg::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
+model = dict(
+    class_names='{{fileDirname}}/../class_names/context60.txt',
+    logit_scale=40.0,
+    prob_thd=0.15,
+    test_cfg=dict(mode='slide', crop_size=336, stride=112))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

@@ -1,0 +1,14 @@
+# Training-free DeCLIP on voc21 (SPEC §6): short side 448, window 336 / stride 112,
+# logit scale 80, prob_thd 0.4, attn_mode csa, tau = 1/sqrt(d).
+_base_ = [
+    '../_base_/models/declip_zero_shot.py',
+    '../_base_/datasets/tf_voc21.py',
+    'mmseg::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
+model = dict(
+    class_names='{{fileDirname}}/../class_names/voc21.txt',
+    logit_scale=80.0,
+    prob_thd=0.4,
+    test_cfg=dict(mode='slide', crop_size=336, stride=112))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

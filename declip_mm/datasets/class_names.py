@@ -1,0 +1,89 @@
+"""Class-name files: one class per line, in the dataset's class order; synonyms separated by a
+separator (default ``';'``, the format DeCLIP's and ProxyCLIP's evaluators parse; SCLIP-format files
+use ``','``).
+
+A class's probability is the maximum over its names (SPEC §6). Blank lines and lines starting with
+``#`` are skipped.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence, Union
+
+__all__ = ['load_class_names', 'check_class_names']
+
+NameList = List[List[str]]
+
+
+def load_class_names(source: Union[str, Sequence[Union[str, Sequence[str]]]],
+                     separator: str = ';') -> NameList:
+    """Read class names from a file, or normalise a list.
+
+    Args:
+        source: path of a class-name file, or a list with one entry per class (a name or synonyms).
+        separator: synonym separator inside a line. Defaults to ``';'``.
+
+    Returns:
+        list[list[str]]: one list of names per class.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'class-name file not found: {path!r}')
+        with open(path, encoding='utf-8') as f:
+            lines = [ln.strip() for ln in f]
+        entries = [ln for ln in lines if ln and not ln.startswith('#')]
+        if not entries:
+            raise ValueError(f'class-name file {path!r} is empty')
+        out = [[n.strip() for n in ln.split(separator) if n.strip()] for ln in entries]
+    else:
+        out = [[source_i] if isinstance(source_i, str) else [str(n) for n in source_i]
+               for source_i in source]
+        out = [[n.strip() for n in names if n.strip()] for names in out]
+    for i, names in enumerate(out):
+        if not names:
+            raise ValueError(f'class {i} has no name')
+    return out
+
+
+def _norm(s: str) -> str:
+    return ''.join(ch for ch in s.lower() if ch.isalnum())
+
+
+#: renames used by the public class-name files (dataset name -> accepted file names)
+CLASS_NAME_ALIASES = {'boat': ('ship', )}
+
+
+def _matches(dataset_class: str, group: Sequence[str]) -> bool:
+    if _norm(dataset_class) == 'background':
+        return True  # background lines list stuff names by design (SCLIP / ProxyCLIP files)
+    target = _norm(dataset_class)
+    accepted = {target} | {_norm(a) for a in CLASS_NAME_ALIASES.get(dataset_class, ())}
+    for n in map(_norm, group):
+        if n in accepted:
+            return True
+        # 'table' for 'diningtable', 'tvmonitor' for 'tv monitor / television monitor'
+        if min(len(n), len(target)) >= 4 and (n in target or target in n):
+            return True
+    return False
+
+
+def check_class_names(names: NameList, dataset_classes: Optional[Sequence[str]],
+                      source: str = 'class names') -> None:
+    """Refuse a class list whose count or order does not match the dataset's ``METAINFO['classes']``.
+
+    Each line must name its dataset class: equal after dropping case, spaces and punctuation, one
+    contained in the other (``table`` / ``diningtable``), or a known alias (:data:`CLASS_NAME_ALIASES`);
+    a dataset class called ``background`` accepts any line.
+    """
+    if dataset_classes is None:
+        return
+    if len(names) != len(dataset_classes):
+        raise ValueError(f'{source} has {len(names)} classes but the dataset has '
+                         f'{len(dataset_classes)}')
+    bad = [(i, cls, group[0]) for i, (cls, group) in enumerate(zip(dataset_classes, names))
+           if not _matches(cls, group)]
+    if bad:
+        show = '; '.join(f'line {i + 1}: dataset {c!r} vs file {n!r}' for i, c, n in bad[:5])
+        raise ValueError(f'{source} is not in the dataset\'s class order ({len(bad)} mismatch(es)): '
+                         f'{show}')

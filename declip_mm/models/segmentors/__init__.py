@@ -1,0 +1,4 @@
+from .seg_tta import DeCLIPSegTTAModel
+from .zero_shot_segmentor import DeCLIPZeroShotSegmentor
+
+__all__ = ['DeCLIPZeroShotSegmentor', 'DeCLIPSegTTAModel']

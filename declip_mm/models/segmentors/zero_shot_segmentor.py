@@ -1,0 +1,260 @@
+"""Training-free open-vocabulary segmentation on DeCLIP content features (SPEC §6).
+
+The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
+
+    predict(inputs, data_samples)
+      └─ inference                  'slide' (batched windows) or 'whole'
+           └─ _window_logits        pad each window to a multiple of the patch (split evenly, as
+                                    SCLIP's compute_padsize), backbone -> content, L2-normalise per
+                                    token, cosine with the name embeddings, bilinear to the padded
+                                    window size, crop the padding back
+           (overlapping windows are averaged: sum of window logits / count of windows per pixel)
+      └─ postprocess_result         remove preprocessor padding, undo flips, bilinear to the original
+                                    size, x logit_scale, softmax over *names*, max over each class's
+                                    names, optional area threshold, argmax, top prob < prob_thd -> 0
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.structures import SegDataSample
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
+from torch import Tensor
+
+from ...datasets.class_names import load_class_names
+from ...registry import MODELS
+
+__all__ = ['DeCLIPZeroShotSegmentor', 'window_grid', 'center_pad_size']
+
+
+def window_grid(h: int, w: int, crop: Tuple[int, int], stride: Tuple[int, int]
+                ) -> List[Tuple[int, int, int, int]]:
+    """Sliding windows (y1, y2, x1, x2) of mmseg's ``slide_inference`` (last window flush with the
+    border; a window never exceeds the image, so an image smaller than the crop is one window)."""
+    (hc, wc), (hs, ws) = crop, stride
+    h_grids = max(h - hc + hs - 1, 0) // hs + 1
+    w_grids = max(w - wc + ws - 1, 0) // ws + 1
+    boxes = []
+    for i in range(h_grids):
+        for j in range(w_grids):
+            y1, x1 = i * hs, j * ws
+            y2, x2 = min(y1 + hc, h), min(x1 + wc, w)
+            boxes.append((max(y2 - hc, 0), y2, max(x2 - wc, 0), x2))
+    return boxes
+
+
+def center_pad_size(h: int, w: int, patch: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """(left, right, top, bottom) zero padding to the next multiple of the patch, split evenly
+    (the smaller half first), as SCLIP's ``compute_padsize``."""
+    lr = (-w) % patch[1]
+    tb = (-h) % patch[0]
+    return lr // 2, lr - lr // 2, tb // 2, tb - tb // 2
+
+
+@MODELS.register_module()
+class DeCLIPZeroShotSegmentor(BaseSegmentor):
+    """Training-free segmentor: cosine of DeCLIP content features with class-name embeddings.
+
+    Args:
+        backbone (dict): a ``DeCLIPVisionTransformer`` config.
+        text_encoder (dict): a ``DeCLIPTextEncoder`` config.
+        class_names (str | list): class-name file (one class per line, synonyms separated by
+            ``name_separator``) or a list with one entry (name or synonyms) per class.
+        name_separator (str): synonym separator in the file. Defaults to ``';'``.
+        logit_scale (float): multiplies cosines before the softmax over names. Defaults to 40.
+        prob_thd (float): pixels whose top class probability is below it become class 0.
+        area_thd (float, optional): classes (except 0) predicted on less than this fraction of the
+            non-background pixels are suppressed (ClearCLIP / NACLIP option). Defaults to None.
+        test_cfg (dict): ``mode`` ('slide' | 'whole'), ``crop_size`` (int | (h, w)), ``stride``,
+            ``batch_size`` (windows per backbone call, default 16).
+        data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 text_encoder: ConfigType,
+                 class_names: Union[str, Sequence],
+                 name_separator: str = ';',
+                 logit_scale: float = 40.0,
+                 prob_thd: float = 0.0,
+                 area_thd: Optional[float] = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 align_corners: bool = False,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.class_names = load_class_names(class_names, name_separator)
+        self.num_classes = len(self.class_names)
+        self.register_buffer('name_to_class',
+                             self.text_encoder.name_to_class_index(self.class_names),
+                             persistent=False)
+        self.register_buffer('text_embeddings', torch.empty(0), persistent=False)
+        self.logit_scale = float(logit_scale)
+        self.prob_thd = float(prob_thd)
+        self.area_thd = None if area_thd is None else float(area_thd)
+        self.align_corners = align_corners
+        test_cfg = dict(test_cfg or {})
+        self.mode = test_cfg.get('mode', 'slide')
+        if self.mode not in ('slide', 'whole'):
+            raise ValueError(f"test_cfg.mode must be 'slide' or 'whole', got {self.mode!r}")
+        self.crop_size = self._pair(test_cfg.get('crop_size', 336))
+        self.stride = self._pair(test_cfg.get('stride', 112))
+        self.batch_size = int(test_cfg.get('batch_size', 16))
+        if self.batch_size < 1:
+            raise ValueError('test_cfg.batch_size must be >= 1')
+        self.test_cfg = test_cfg
+        self._weights_ready = False
+        self.register_load_state_dict_post_hook(self._mark_loaded)
+
+    @staticmethod
+    def _pair(v) -> Tuple[int, int]:
+        return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
+
+    @staticmethod
+    def _mark_loaded(module, incompatible_keys) -> None:
+        module._weights_ready = True
+
+    # weights ---------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Load the backbone's and the text encoder's local ``pretrained`` files."""
+        self.backbone.init_weights()
+        self.text_encoder.init_weights()
+        self.text_embeddings = torch.empty(0, device=self.text_embeddings.device)
+        self._weights_ready = True
+        self._is_init = True
+
+    def _ensure_weights(self) -> None:
+        # mmseg's init_model / Runner.test build the model without init_weights(): load the
+        # configured local weights on first use unless a state dict was loaded into the model.
+        if not self._weights_ready:
+            if self.backbone.pretrained or self.text_encoder.pretrained:
+                print_log('loading the configured pretrained weights on first use',
+                          logger='current', level=logging.INFO)
+            self.init_weights()
+
+    def class_embeddings(self) -> Tensor:
+        """(num_names, E) normalised name embeddings, computed on first use on the model's device."""
+        dev = next(self.backbone.parameters()).device
+        if self.text_embeddings.numel() == 0 or self.text_embeddings.device != dev:
+            with torch.no_grad():
+                self.text_embeddings = self.text_encoder(self.class_names).to(dev)
+        return self.text_embeddings
+
+    # features --------------------------------------------------------------------------------
+    def extract_feat(self, inputs: Tensor) -> Tensor:
+        """L2-normalised content features (B, E, h, w)."""
+        return F.normalize(self.backbone(inputs)['content'], dim=1)
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
+        """Cosine logits over names (B, num_names, H, W) of images whose size fits the patch."""
+        feats = self.extract_feat(inputs)
+        text = self.class_embeddings().to(feats.dtype)
+        logits = torch.einsum('bchw,nc->bnhw', feats, text)
+        return F.interpolate(logits, size=inputs.shape[-2:], mode='bilinear',
+                             align_corners=self.align_corners)
+
+    def _window_logits(self, crops: Tensor) -> Tensor:
+        """Logits of windows of one size: pad to the patch multiple, run in batches, crop back."""
+        h, w = crops.shape[-2:]
+        pad = center_pad_size(h, w, self.backbone.patch_size)
+        if any(pad):
+            crops = F.pad(crops, pad)
+        outs = [self.encode_decode(crops[i:i + self.batch_size])
+                for i in range(0, crops.shape[0], self.batch_size)]
+        logits = torch.cat(outs)
+        return logits[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w]
+
+    def slide_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
+        """Overlap-averaged window logits (B, num_names, H, W); all windows batched."""
+        b, _, h, w = inputs.shape
+        boxes = window_grid(h, w, self.crop_size, self.stride)
+        crops = torch.stack([inputs[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes], dim=1)
+        crops = crops.flatten(0, 1)  # (B * n_windows, 3, hc, wc), image-major
+        logits = self._window_logits(crops).view(b, len(boxes), -1, *crops.shape[-2:])
+        preds = inputs.new_zeros((b, logits.shape[2], h, w))
+        count = inputs.new_zeros((1, 1, h, w))
+        for k, (y1, y2, x1, x2) in enumerate(boxes):
+            preds[:, :, y1:y2, x1:x2] += logits[:, k]
+            count[:, :, y1:y2, x1:x2] += 1
+        return preds / count
+
+    def whole_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
+        return self._window_logits(inputs)
+
+    def inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
+        self._ensure_weights()
+        if self.mode == 'slide':
+            return self.slide_inference(inputs, batch_img_metas)
+        return self.whole_inference(inputs, batch_img_metas)
+
+    # mmseg API ---------------------------------------------------------------------------------
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        raise RuntimeError('DeCLIPZeroShotSegmentor is training-free and has no loss; train the '
+                           'backbone with DeCLIPDistiller (configs/declip/) instead')
+
+    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
+        return self.inference(inputs)
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        if data_samples is not None:
+            metas = [s.metainfo for s in data_samples]
+        else:
+            metas = [dict(ori_shape=inputs.shape[2:], img_shape=inputs.shape[2:],
+                          pad_shape=inputs.shape[2:], padding_size=[0, 0, 0, 0])] * inputs.shape[0]
+        return self.postprocess_result(self.inference(inputs, metas), data_samples)
+
+    def class_probabilities(self, name_logits: Tensor) -> Tensor:
+        """(num_names, H, W) cosines -> (num_classes, H, W) probabilities: softmax over names of
+        ``logit_scale * cosine``, then the max over each class's names."""
+        probs = (name_logits * self.logit_scale).softmax(dim=0)
+        if probs.shape[0] == self.num_classes:
+            return probs
+        idx = self.name_to_class.to(probs.device)
+        out = probs.new_full((self.num_classes, *probs.shape[1:]), -1.0)
+        return out.scatter_reduce(0, idx.view(-1, 1, 1).expand_as(probs), probs, reduce='amax',
+                                  include_self=True)
+
+    def predict_from_probabilities(self, probs: Tensor) -> Tensor:
+        """(num_classes, H, W) probabilities -> (1, H, W) labels with area_thd and prob_thd."""
+        if self.area_thd is not None:
+            pred = probs.argmax(0)
+            area = torch.bincount(pred.flatten(), minlength=self.num_classes)[1:].to(probs.dtype)
+            keep = (area > self.area_thd * area.sum()).to(probs.dtype)
+            probs = torch.cat([probs[:1], probs[1:] * keep.view(-1, 1, 1)])
+        pred = probs.argmax(0, keepdim=True)
+        pred[probs.max(0, keepdim=True)[0] < self.prob_thd] = 0
+        return pred
+
+    def postprocess_result(self, seg_logits: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        b, _, h, w = seg_logits.shape
+        only_pred = data_samples is None
+        if only_pred:
+            data_samples = [SegDataSample() for _ in range(b)]
+        for i in range(b):
+            logit = seg_logits[i:i + 1]
+            if not only_pred:
+                meta = data_samples[i].metainfo
+                pad = meta.get('img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
+                left, right, top, bottom = pad
+                logit = logit[:, :, top:h - bottom, left:w - right]
+                if meta.get('flip', False):
+                    dims = (3, ) if meta.get('flip_direction') == 'horizontal' else (2, )
+                    logit = logit.flip(dims=dims)
+                logit = F.interpolate(logit, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
+                                      align_corners=self.align_corners)
+            probs = self.class_probabilities(logit[0])
+            data_samples[i].set_data({
+                'seg_logits': PixelData(data=probs),
+                'pred_sem_seg': PixelData(data=self.predict_from_probabilities(probs)),
+            })
+        return data_samples
