@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/declip_zero_shot.py',
     '../_base_/datasets/tf_context59.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/tf_runtime.py',
 ]
 custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
 model = dict(
@@ -11,4 +11,3 @@ model = dict(
     logit_scale=40.0,
     prob_thd=0.0,
     test_cfg=dict(mode='slide', crop_size=336, stride=112))
-env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

@@ -27,4 +27,3 @@ model = dict(
     prob_thd=0.0,
     area_thd=None,
     test_cfg=dict(mode='slide', crop_size=336, stride=112, batch_size=16))
-tta_model = dict(type='DeCLIPSegTTAModel')

@@ -1,0 +1,66 @@
+"""Routing a checkpoint given to ``tools/test.py`` to the right place of a config.
+
+* a CLIP / DeCLIP image-tower checkpoint (any format of SPEC §1, e.g. the α-merged export written after
+  each training epoch) becomes ``model.backbone.pretrained``; its stored ``attn_mode`` must match the
+  config's (checked here, before anything is built, with a message naming both);
+* an mmengine checkpoint of a whole segmentor (keys ``backbone.*``) becomes ``load_from``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+
+from ..converters import to_open_clip_state_dict, unwrap_checkpoint
+from ..models.layers import DECOUPLED_MODES
+from ..utils import check_local_file
+from ..utils.safe_globals import mmengine_checkpoint_globals
+
+__all__ = ['mmengine_safe_torch_load', 'inspect_checkpoint', 'apply_test_checkpoint', 'unwrap_model']
+
+
+def mmengine_safe_torch_load(path: str) -> Dict[str, Any]:
+    """``torch.load(weights_only=True)`` that also accepts mmengine training checkpoints."""
+    check_local_file(path, 'checkpoint')
+    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        try:
+            return torch.load(path, map_location='cpu', weights_only=True)
+        except Exception:
+            from ..utils import load_weight_file  # safetensors / TorchScript files
+            return load_weight_file(path)
+
+
+def inspect_checkpoint(path: str) -> Tuple[str, Dict[str, Any]]:
+    """Return (``'segmentor'`` | ``'clip'``, meta)."""
+    obj = mmengine_safe_torch_load(path)
+    sd, meta, _ = unwrap_checkpoint(obj)
+    if any(k.startswith('backbone.visual.') for k in sd):
+        return 'segmentor', meta
+    to_open_clip_state_dict(obj)  # raises a clear error for anything else
+    return 'clip', meta
+
+
+def apply_test_checkpoint(cfg: Config, path: str) -> str:
+    """Put ``path`` where it belongs in ``cfg`` (see module doc). Returns the kind."""
+    kind, meta = inspect_checkpoint(path)
+    model_cfg = cfg.model.get('module', cfg.model)  # TTA wraps the segmentor
+    if kind == 'segmentor':
+        cfg.load_from = path
+        return kind
+    want = model_cfg.backbone.get('attn_mode', 'csa')
+    have = meta.get('attn_mode')
+    if have in DECOUPLED_MODES and want in DECOUPLED_MODES and have != want:
+        raise ValueError(
+            f'checkpoint {path} was trained with attn_mode={have!r} but the config evaluates with '
+            f'attn_mode={want!r}. A mode mismatch silently ruins results; pass '
+            f'--cfg-options model.backbone.attn_mode={have} (or model.backbone.check_mode=False to '
+            'force it).')
+    model_cfg.backbone.pretrained = path
+    return kind
+
+
+def unwrap_model(model):
+    model = model.module if is_model_wrapper(model) else model
+    return getattr(model, 'module', model) if type(model).__name__.endswith('TTAModel') else model

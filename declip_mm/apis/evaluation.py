@@ -1,0 +1,40 @@
+"""Shared steps of ``tools/test.py`` and ``tools/eval_all.py``."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from ..datasets.class_names import check_class_names
+from .checkpoints import apply_test_checkpoint, unwrap_model
+
+__all__ = ['prepare_test_runner']
+
+
+def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir: Optional[str] = None,
+                        config_path: Optional[str] = None) -> Runner:
+    """Route the checkpoint, build the Runner, load weights and check the class names.
+
+    The class-name list is checked against the test dataset (count and order) before any image is
+    processed; weights are loaded (from local files only) before the first batch.
+    """
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config_path or 'declip'))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
+    runner = Runner.from_cfg(cfg)
+    seg = unwrap_model(runner.model)
+    dataset = runner.test_loop.dataloader.dataset
+    if hasattr(seg, 'class_names'):
+        check_class_names(seg.class_names, dataset.metainfo.get('classes'),
+                          source='model.class_names')
+        if kind != 'segmentor':
+            seg.init_weights()
+    return runner

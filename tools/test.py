@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Test (and evaluate) a segmentor: mmseg 1.x's tools/test.py, with the checkpoint optional.
+
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--show] [--show-dir DIR]
+                         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi] [--tta]
+
+CHECKPOINT may be omitted for training-free configs (the config's local weights are used), be a
+CLIP / DeCLIP image-tower checkpoint (it becomes ``model.backbone.pretrained``; its stored attn_mode
+must match the config's) or an mmengine checkpoint of the whole model (``load_from``).
+"""
+import argparse
+import os
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='declip_mm: test (and eval) a model')
+    p.add_argument('config', help='test config file path')
+    p.add_argument('checkpoint', nargs='?', default=None,
+                   help='checkpoint file (optional for training-free configs)')
+    p.add_argument('--work-dir', help='directory for logs and the metric json')
+    p.add_argument('--out', type=str, help='directory to save predictions for offline evaluation')
+    p.add_argument('--show', action='store_true', help='show prediction results')
+    p.add_argument('--show-dir', help='directory where painted images are saved (under work_dir/'
+                   'timestamp/)')
+    p.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    p.add_argument('--show-interval', type=int, default=1,
+                   help='draw every N-th image with --show/--show-dir (mmseg draws every 50th)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config settings, key=value pairs (e.g. model.backbone.attn_mode=qq)')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help='job launcher')
+    p.add_argument('--tta', action='store_true', help='test-time augmentation')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise RuntimeError('--show/--show-dir need a visualization hook in default_hooks, e.g. '
+                           "visualization=dict(type='SegVisualizationHook')")
+    hook = hooks['visualization']
+    hook['draw'] = True
+    hook['interval'] = args.show_interval
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        cfg.visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
+def build_cfg(args):
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+            raise ValueError('--tta needs tta_pipeline and tta_model in the config')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import declip_mm  # noqa: F401  (registers; the config's custom_imports does the same)
+    from declip_mm.apis import prepare_test_runner
+    cfg = build_cfg(args)
+    runner = prepare_test_runner(cfg, args.checkpoint, args.work_dir, args.config)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
