@@ -75,6 +75,9 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         test_cfg (dict): ``mode`` ('slide' | 'whole'), ``crop_size`` (int | (h, w)), ``stride``,
             ``batch_size`` (windows per backbone call, default 16).
         data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
+        align_corners (bool): of the bilinear resizes. Defaults to False.
+        train_cfg (dict, optional): unused (training-free); accepted for mmseg's ``init_model``.
+        pretrained (str, optional): overrides ``backbone.pretrained`` (mmseg convention).
     """
 
     def __init__(self,
@@ -88,8 +91,12 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  align_corners: bool = False,
+                 train_cfg: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if pretrained is not None:  # mmseg convention: a segmentor-level pretrained is the backbone's
+            backbone = dict(backbone, pretrained=pretrained)
         self.backbone = MODELS.build(backbone)
         self.text_encoder = MODELS.build(text_encoder)
         self.class_names = load_class_names(class_names, name_separator)
