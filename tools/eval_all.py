@@ -75,7 +75,8 @@ def main(argv=None):
         runner = prepare_test_runner(cfg, args.checkpoint, osp.join(args.work_dir, name), path)
         metrics = runner.test()
         results[name] = float(metrics['mIoU'])
-        details[name] = dict(metrics, seconds=round(time.time() - t0, 1), config=path)
+        details[name] = dict({k: float(v) for k, v in metrics.items()},
+                             seconds=round(time.time() - t0, 1), config=path)
         print(f'[{i}/{len(args.benchmarks)}] {name}: mIoU {results[name]:.2f} '
               f'({time.time() - t0:.0f} s)', flush=True)
     table = format_table(results)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os.path as osp
+import uuid
 from typing import Optional
 
 import torch
@@ -29,6 +30,10 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
         cfg.env_cfg.dist_cfg.backend = 'gloo'
     kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
+    if cfg.get('visualizer') is not None:
+        # a fixed name makes a second Runner in the same process (eval_all, tests) reuse the first
+        # visualizer, with its save_dir
+        cfg.visualizer['name'] = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
     runner = Runner.from_cfg(cfg)
     seg = unwrap_model(runner.model)
     dataset = runner.test_loop.dataloader.dataset

@@ -16,8 +16,7 @@ The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
 from __future__ import annotations
 
 import logging
-import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F

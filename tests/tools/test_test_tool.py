@@ -1,0 +1,92 @@
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tf_helpers import ROOT, load_tool, tf_config, tiny_options, write_all_fixtures
+
+from declip_mm.testing import BENCHMARK_LAYOUTS
+
+test_tool = load_tool('test')
+
+
+def data_root_opt(data_dir, name):
+    return f'test_dataloader.dataset.data_root={osp.join(data_dir, BENCHMARK_LAYOUTS[name]["data_root"])}'
+
+
+@pytest.mark.parametrize('name', ['voc21', 'cityscapes'])
+def test_test_tool_end_to_end_with_show_dir(tmp_path, name):
+    data = write_all_fixtures(tmp_path / 'data')
+    show = tmp_path / 'show'
+    metrics = test_tool.main([tf_config(name), '--work-dir', str(tmp_path / 'wd'), '--show-dir',
+                              str(show), '--cfg-options', *tiny_options(tmp_path),
+                              data_root_opt(data, name)])
+    assert 0.0 <= metrics['mIoU'] <= 100.0 and 'aAcc' in metrics
+    pngs = [f for _, _, fs in os.walk(show) for f in fs if f.endswith('.png')]
+    assert len(pngs) == 2
+
+
+def test_out_dir_and_tta(tmp_path):
+    data = write_all_fixtures(tmp_path / 'data')
+    out = tmp_path / 'preds'
+    metrics = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'), '--tta',
+                              '--out', str(out), '--cfg-options', *tiny_options(tmp_path),
+                              data_root_opt(data, 'ade20k')])
+    assert 'mIoU' in metrics
+    assert len(os.listdir(out)) == 2
+
+
+def test_checkpoint_mode_mismatch_refused(tmp_path):
+    from declip_mm.models import DeCLIPVisionTransformer
+    data = write_all_fixtures(tmp_path / 'data')
+    opts = tiny_options(tmp_path)
+    bb = DeCLIPVisionTransformer(opts[0].split('=', 1)[1])
+    ckpt = tmp_path / 'declip_qq.pth'
+    sd = {'visual.' + k: v for k, v in bb.visual.state_dict().items()}
+    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'qq'}}, ckpt)
+    args = [tf_config('voc20'), str(ckpt), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+            *opts, data_root_opt(data, 'voc20')]
+    with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
+        test_tool.main(args)
+    metrics = test_tool.main(args + ['model.backbone.attn_mode=qq'])
+    assert 'mIoU' in metrics
+
+
+def test_class_names_must_fit_dataset(tmp_path):
+    data = write_all_fixtures(tmp_path / 'data')
+    bad = tmp_path / 'classes.txt'
+    bad.write_text('\n'.join(['road', 'sky']) + '\n')
+    base = [tf_config('cityscapes'), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+            *tiny_options(tmp_path), data_root_opt(data, 'cityscapes')]
+    with pytest.raises(ValueError, match='2 classes but the dataset has 19'):
+        test_tool.main(base + [f'model.class_names={bad}'])
+    with pytest.raises(FileNotFoundError, match='class-name file not found'):
+        test_tool.main(base + [f'model.class_names={tmp_path / "missing.txt"}'])
+    lines = open(osp.join(ROOT, 'configs', 'class_names', 'cityscapes.txt')).read().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]
+    bad.write_text('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError, match='class order'):
+        test_tool.main(base + [f'model.class_names={bad}'])
+
+
+def test_grayscale_rgba_and_tiny_images(tmp_path):
+    """Grayscale and RGBA inputs are read as 3-channel; images smaller than a window still work."""
+    data = tmp_path / 'data'
+    from declip_mm.testing import write_benchmark_fixture
+    root = write_benchmark_fixture('ade20k', str(data), num_images=3,
+                                   sizes=[(48, 64), (64, 40), (20, 24)])
+    img_dir = osp.join(root, 'images', 'validation')
+    files = sorted(os.listdir(img_dir))
+    rgb = np.asarray(Image.open(osp.join(img_dir, files[0])))
+    Image.fromarray(rgb.mean(-1).astype(np.uint8), mode='L').save(osp.join(img_dir, files[0]))
+    rgba = np.concatenate([np.asarray(Image.open(osp.join(img_dir, files[1]))),
+                           np.full((64, 40, 1), 128, np.uint8)], -1)
+    # a PNG with alpha behind a .jpg name: decoders go by content
+    Image.fromarray(rgba, mode='RGBA').save(osp.join(img_dir, files[1]), format='PNG')
+    opts = tiny_options(tmp_path) + [f'test_dataloader.dataset.data_root={root}',
+                                     'test_dataloader.dataset.pipeline.1.scale=(256,24)']
+    metrics = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'),
+                              '--cfg-options', *opts])
+    assert 'mIoU' in metrics
