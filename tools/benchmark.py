@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Timings and peak memory of declip_mm's hot paths (median of several runs after warm-up).
+
+    python tools/benchmark.py segmentor [--model-name EVA02-B-16] [--size 448 597] [--runs 5]
+    python tools/benchmark.py backbone  [--model-name ViT-B-16] [--size 448 448]
+
+Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
+Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _timeit(fn, runs: int, warmup: int = 1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def case_segmentor(args, batch_size: int):
+    import declip_mm  # noqa: F401
+    from declip_mm.models import DeCLIPZeroShotSegmentor
+    seg = DeCLIPZeroShotSegmentor(
+        backbone=dict(type='DeCLIPVisionTransformer', model_name=args.model_name, attn_mode='csa'),
+        text_encoder=dict(type='DeCLIPTextEncoder', model_name=args.model_name, templates='single'),
+        class_names=[f'class {i}' for i in range(args.num_classes)],
+        test_cfg=dict(mode='slide', crop_size=336, stride=112, batch_size=batch_size)).eval()
+    seg._weights_ready = True  # random weights on purpose
+    img = torch.randn(1, 3, *args.size)
+    with torch.no_grad():
+        seg.class_embeddings()
+        med, times = _timeit(lambda: seg.inference(img), args.runs)
+    from declip_mm.models.segmentors.zero_shot_segmentor import window_grid
+    n_win = len(window_grid(*args.size, (336, 336), (112, 112)))
+    return dict(case=f'segmentor slide 336/112, window batch {batch_size}', model=args.model_name,
+                size=list(args.size), windows=n_win, median_s=med, runs_s=times,
+                peak_rss_mib=_peak_mib(), threads=torch.get_num_threads())
+
+
+def case_backbone(args, mode: str):
+    import declip_mm  # noqa: F401
+    from declip_mm.models import DeCLIPVisionTransformer
+    bb = DeCLIPVisionTransformer(args.model_name, attn_mode=mode).eval()
+    img = torch.randn(1, 3, *args.size)
+    with torch.no_grad():
+        med, times = _timeit(lambda: bb(img), args.runs)
+    return dict(case=f'backbone forward, attn_mode={mode}', model=args.model_name,
+                size=list(args.size), median_s=med, runs_s=times, peak_rss_mib=_peak_mib(),
+                threads=torch.get_num_threads())
+
+
+def cases(args):
+    if args.what == 'segmentor':
+        return [('case_segmentor', b) for b in args.batch_sizes]
+    return [('case_backbone', m) for m in ('vanilla', 'csa')]
+
+
+WHATS = ('segmentor', 'backbone')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('what', choices=WHATS)
+    p.add_argument('--model-name', default='EVA02-B-16')
+    p.add_argument('--size', type=int, nargs=2, default=[448, 597], metavar=('H', 'W'))
+    p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--num-classes', type=int, default=21)
+    p.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 1],
+                   help='segmentor: window batch sizes to compare')
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--json', default=None, help='also write the results here')
+    p.add_argument('--_child', nargs=2, default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._child:
+        fn, param = args._child
+        param = int(param) if param.isdigit() else param
+        print(json.dumps(globals()[fn](args, param)))
+        return
+    results = []
+    for fn, param in cases(args):
+        cmd = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]),
+               '--_child', fn, str(param)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(out.stderr)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(res)
+        print(f"{res['case']}: median {res['median_s'] * 1000:.0f} ms, peak RSS "
+              f"{res['peak_rss_mib']:.0f} MiB", flush=True)
+    print('\n| case | model | input | median | peak RSS |\n|---|---|---|---|---|')
+    for r in results:
+        print(f"| {r['case']} | {r['model']} | {r['size'][0]}x{r['size'][1]} | "
+              f"{r['median_s'] * 1000:.0f} ms | {r['peak_rss_mib']:.0f} MiB |")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()
