@@ -141,12 +141,26 @@ def convert_eva_clip(sd: Mapping[str, Tensor],
 
 
 def convert_dinov2(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """DINOv2 hub layout -> timm ``VisionTransformer`` keys (registers renamed, mask token dropped)."""
+    """DINOv2 hub layout -> timm ``VisionTransformer`` keys.
+
+    The mask token is dropped; with registers, timm's model has no position slot for the prefix
+    tokens (``no_embed_class``), so the CLS position embedding is folded into ``cls_token`` and the
+    registers renamed ``reg_token`` (as timm's ``_convert_dinov2``: facts, not code). Already
+    converted (timm-layout) dicts pass through.
+    """
     out = OrderedDict()
+    registers = 'register_tokens' in sd
     for k, v in sd.items():
         if k == 'mask_token':
             continue
-        out['reg_token' if k == 'register_tokens' else k] = _float(v)
+        if registers and k == 'cls_token':
+            v = v + sd['pos_embed'][:, :1]
+        elif registers and k == 'pos_embed':
+            v = v[:, 1:]
+        elif k == 'register_tokens':
+            k = 'reg_token'
+        k = k.replace('.mlp.w12.', '.mlp.fc1.').replace('.mlp.w3.', '.mlp.fc2.')
+        out[k] = _float(v)
     return out
 
 

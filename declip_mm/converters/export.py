@@ -49,13 +49,24 @@ def infer_model_name(sd: Mapping[str, Tensor]) -> Optional[str]:
     return _KNOWN.get(key)
 
 
+def _plain(obj: Any) -> Any:
+    """Plain python containers (a ConfigDict would not load under weights_only)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def make_checkpoint(sd: Mapping[str, Tensor], architecture: Any, attn_mode: Optional[str] = None,
                     attn_scale: Optional[float] = None, **extra_meta: Any) -> Dict[str, Any]:
     """Wrap an open_clip-layout state dict with declip_mm meta."""
     from ..version import __version__
-    meta = dict(architecture=architecture if isinstance(architecture, str) else repr(architecture),
+    if not isinstance(architecture, (str, Mapping)):
+        architecture = repr(architecture)
+    meta = dict(architecture=_plain(architecture),
                 attn_mode=attn_mode, attn_scale=attn_scale, declip_mm_version=__version__)
-    meta.update(extra_meta)
+    meta.update(_plain(extra_meta))
     return {'state_dict': {k: v.detach().cpu().contiguous() for k, v in sd.items()}, 'meta': meta}
 
 

@@ -1,5 +1,9 @@
-from .backbones import DeCLIPVisionTransformer
-from .segmentors import DeCLIPZeroShotSegmentor
+from .backbones import VFMTeacher, DeCLIPVisionTransformer
+from .distillers import DeCLIPDataPreprocessor, DeCLIPDistiller
+from .losses import ContentDistillLoss, ContextDistillLoss
+from .segmentors import DeCLIPSegTTAModel, DeCLIPZeroShotSegmentor
 from .text import DeCLIPTextEncoder
 
-__all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor']
+__all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
+           'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
+           'ContentDistillLoss', 'ContextDistillLoss']

@@ -1,4 +1,6 @@
 from .clip_towers import EvaVisionTower, resolve_clip_config
 from .declip_vit import DeCLIPVisionTransformer
+from .vfm_teacher import VFM_ARCHS, VFMTeacher
 
-__all__ = ['DeCLIPVisionTransformer', 'EvaVisionTower', 'resolve_clip_config']
+__all__ = ['DeCLIPVisionTransformer', 'EvaVisionTower', 'resolve_clip_config', 'VFMTeacher',
+           'VFM_ARCHS']

@@ -1,0 +1,180 @@
+"""Frozen vision-foundation-model teachers for context distillation (SPEC §4).
+
+Returns the last block's tokens after the model's final norm, patch tokens only, as (B, C, h, w)
+(L2 normalisation per token happens in the loss). Weights come from local files only.
+
+| arch | tower | input normalisation | source layout read |
+|---|---|---|---|
+| ``dinov2_vitb14_reg`` (default), ``dinov2_vitb14``, ``dinov2_vitl14_reg``, ``dinov2_vitl14`` | timm DINOv2 | ImageNet | DINOv2 hub or timm |
+| ``dino_vitb16``, ``dino_vitb8`` | timm ViT (DINO) | ImageNet | DINO hub / timm |
+| ``sam_vitb`` | segment_anything ``ImageEncoderViT`` (neck output, 256 ch) | ImageNet (SAM's pixel mean/std) | SAM ``.pth`` (``image_encoder.*``) |
+
+timm towers run with their position embedding resized (bicubic, no antialias) to the input grid,
+so any side that is a multiple of the patch works (490 for a 35 x 35 grid with patch 14).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ...converters import convert_dinov2, match_state_dict, split_prefix, unwrap_checkpoint
+from ...registry import MODELS
+from ...utils import check_local_file, load_weight_file
+from ..layers import resize_pos_embed
+
+__all__ = ['VFMTeacher', 'VFM_ARCHS']
+
+VFM_ARCHS: Dict[str, Dict[str, Any]] = {
+    'dinov2_vitb14_reg': dict(timm='vit_base_patch14_reg4_dinov2'),
+    'dinov2_vitb14': dict(timm='vit_base_patch14_dinov2'),
+    'dinov2_vitl14_reg': dict(timm='vit_large_patch14_reg4_dinov2'),
+    'dinov2_vitl14': dict(timm='vit_large_patch14_dinov2'),
+    'dino_vitb16': dict(timm='vit_base_patch16_224.dino'),
+    'dino_vitb8': dict(timm='vit_base_patch8_224.dino'),
+    'sam_vitb': dict(sam=dict(embed_dim=768, depth=12, num_heads=12,
+                              global_attn_indexes=(2, 5, 8, 11))),
+}
+
+
+def _build_sam_encoder(args: Dict[str, Any]) -> nn.Module:
+    try:
+        from segment_anything.modeling import ImageEncoderViT
+    except ImportError as e:
+        raise ImportError('the SAM teacher needs the segment-anything package '
+                          '(pip install segment-anything)') from e
+    from functools import partial
+    args = dict(args)
+    img_size = args.pop('img_size', 1024)
+    patch = args.pop('patch_size', 16)
+    return ImageEncoderViT(img_size=img_size, patch_size=patch, mlp_ratio=4,
+                           norm_layer=partial(nn.LayerNorm, eps=1e-6), out_chans=256,
+                           qkv_bias=True, use_rel_pos=True, window_size=args.pop('window_size', 14),
+                           **args)
+
+
+@MODELS.register_module()
+class VFMTeacher(BaseModule):
+    """Frozen VFM teacher.
+
+    Args:
+        arch (str): one of :data:`VFM_ARCHS`. Defaults to ``'dinov2_vitb14_reg'``.
+        pretrained (str, optional): local weight file (loaded by :meth:`init_weights`).
+        arch_overrides (dict, optional): keyword overrides of the timm / SAM constructor (tiny
+            test towers: ``dict(embed_dim=64, depth=2, num_heads=2, img_size=56)``).
+    """
+
+    def __init__(self, arch: str = 'dinov2_vitb14_reg', pretrained: Optional[str] = None,
+                 arch_overrides: Optional[Dict[str, Any]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if arch not in VFM_ARCHS:
+            raise ValueError(f'unknown VFM arch {arch!r}; choose one of {sorted(VFM_ARCHS)}')
+        self.arch = arch
+        spec = VFM_ARCHS[arch]
+        overrides = dict(arch_overrides or {})
+        if 'sam' in spec:
+            self.kind = 'sam'
+            self.model = _build_sam_encoder(dict(spec['sam'], **overrides))
+            self.patch_size = self.model.patch_embed.proj.kernel_size[0]
+            self.input_size = self.model.pos_embed.shape[1] * self.patch_size  # fixed (1024)
+            self.embed_dim = self.model.neck[-2].out_channels if hasattr(self.model, 'neck') else 256
+        else:
+            import timm
+            self.kind = 'timm'
+            self.model = timm.create_model(spec['timm'], pretrained=False, num_classes=0,
+                                           **overrides)
+            self.patch_size = self.model.patch_embed.proj.kernel_size[0]
+            self.input_size = None  # any multiple of the patch
+            self.embed_dim = self.model.embed_dim
+        if pretrained is not None:
+            check_local_file(pretrained, 'VFM teacher checkpoint')
+        self.pretrained = pretrained
+        self.lock()
+
+    def lock(self) -> 'VFMTeacher':
+        for p in self.parameters():
+            p.requires_grad = False
+        return self.eval()
+
+    def train(self, mode: bool = True) -> 'VFMTeacher':
+        return super().train(False)  # always frozen
+
+    def input_side(self, student_side: int, student_patch: int) -> int:
+        """VFM letterbox side giving the student's token grid: (student // p_clip) * p_vfm."""
+        if self.input_size is not None:
+            return self.input_size
+        return (student_side // student_patch) * self.patch_size
+
+    # weights -----------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        if self.pretrained is not None:
+            self.load_pretrained(self.pretrained)
+        self._is_init = True
+
+    def load_pretrained(self, path: str) -> None:
+        sd, _, _ = unwrap_checkpoint(load_weight_file(path, 'VFM teacher checkpoint'))
+        if self.kind == 'sam':
+            inner = split_prefix(sd, 'image_encoder.')
+            sd = inner or sd
+        else:
+            sd = convert_dinov2(sd) if self.arch.startswith('dinov2') else dict(sd)
+            sd = {k: v for k, v in sd.items() if not k.startswith('head.')}
+        n_prefix = 0 if getattr(self.model, 'no_embed_class', False) else \
+            getattr(self.model, 'num_prefix_tokens', 0)
+        grid = tuple(self.model.patch_embed.grid_size) if self.kind == 'timm' else None
+
+        def _resize(v: Tensor, shape) -> Optional[Tensor]:
+            if grid is None or v.shape[-1] != shape[-1]:
+                return None
+            out = resize_pos_embed(v, grid, n_prefix)
+            return out if out.shape == shape else None
+
+        to_load, _, unexpected = match_state_dict(self.model, sd, f'{self.arch} VFM teacher '
+                                                  f'(from {path})', resize={'pos_embed': _resize})
+        if unexpected:
+            print_log(f'{path}: ignored {len(unexpected)} VFM key(s): {sorted(unexpected)[:8]}',
+                      logger='current', level=logging.WARNING)
+        self.model.load_state_dict(to_load, strict=False)
+        print_log(f'loaded VFM teacher {self.arch} from {path}', logger='current')
+
+    # forward -----------------------------------------------------------------------------------
+    def _timm_forward(self, x: Tensor) -> Tensor:
+        m = self.model
+        x = m.patch_embed.proj(x)
+        hw = x.shape[-2:]
+        x = m.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        prefix = []
+        if m.cls_token is not None:
+            prefix.append(m.cls_token.expand(x.shape[0], -1, -1))
+        if getattr(m, 'reg_token', None) is not None:
+            prefix.append(m.reg_token.expand(x.shape[0], -1, -1))
+        n_pos_prefix = 0 if m.no_embed_class else m.num_prefix_tokens
+        pos = resize_pos_embed(m.pos_embed, hw, n_pos_prefix, src_hw=tuple(m.patch_embed.grid_size))
+        if m.no_embed_class:
+            x = torch.cat(prefix + [x + pos], dim=1)
+        else:
+            x = torch.cat(prefix + [x], dim=1) + pos
+        x = m.norm_pre(x)
+        for blk in m.blocks:
+            x = blk(x)
+        x = m.norm(x)[:, m.num_prefix_tokens:]
+        return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) ImageNet-normalised images -> (B, C, H/p, W/p) patch features."""
+        if self.kind == 'sam':
+            if x.shape[-2:] != (self.input_size, self.input_size):
+                raise ValueError(f'the SAM teacher takes {self.input_size}x{self.input_size} inputs, '
+                                 f'got {tuple(x.shape[-2:])}')
+            return self.model(x)
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(f'VFM input {tuple(x.shape[-2:])} is not a multiple of the patch '
+                             f'{self.patch_size}')
+        return self._timm_forward(x)

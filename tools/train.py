@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Train a model (DeCLIP distillation, or any mmseg model) with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
+                          [--tensorboard] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+mmseg 1.x's flags. ``--resume`` without a path continues from the latest checkpoint in the work dir
+(an interrupted run resumes to the same result). Without CUDA the distributed backend is gloo, so
+``--launcher pytorch`` also works with CPU processes.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='declip_mm: train a model')
+    p.add_argument('config', help='train config file path')
+    p.add_argument('--work-dir', help='the dir to save logs and models')
+    p.add_argument('--resume', nargs='?', type=str, const='auto', default=None,
+                   help='resume from CKPT, or (no value) from the latest checkpoint in the work dir')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision (CUDA/NPU/MLU)')
+    p.add_argument('--auto-scale-lr', action='store_true',
+                   help='scale the lr by (real global batch) / auto_scale_lr.base_batch_size')
+    p.add_argument('--tensorboard', action='store_true', help='also log to TensorBoard')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config settings, key=value pairs')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help='job launcher')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA device (mmengine AmpOptimWrapper); on the CPU, '
+                             "use model.teacher_dtype='bf16' for the teachers instead")
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print_log('AMP is already enabled in the config', logger='current',
+                      level=logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise SystemExit('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.tensorboard or cfg.get('use_tensorboard', False):
+        backends = cfg.visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
+        if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+            backends.append(dict(type='TensorboardVisBackend'))
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import declip_mm  # noqa: F401  (registers; also lets --resume load mmengine checkpoints safely)
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    cfg = build_cfg(args)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
