@@ -180,4 +180,6 @@ class PackDeCLIPInputs(BaseTransform):
             'vfm_img_valid_hw', 'img_path', 'grid_layout')
 
     def transform(self, results: dict) -> dict:
-        return {'inputs': {k: results[k] for k in self.KEYS if k in results}}
+        # tuples become tensors: pseudo_collate would transpose them across the batch
+        return {'inputs': {k: (torch.tensor(results[k]) if isinstance(results[k], tuple)
+                               else results[k]) for k in self.KEYS if k in results}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
+import re
 from typing import Iterator, List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
@@ -24,20 +25,18 @@ def iter_coco_image_files(path: str, chunk_size: int = 1 << 20) -> Iterator[str]
     """Yield ``file_name`` of every entry of the top-level ``"images"`` array of a COCO json,
     decoding one object at a time."""
     dec = json.JSONDecoder()
+    key = re.compile(r'"images"\s*:\s*\[')
     with open(path, encoding='utf-8') as f:
         buf = ''
-        # find '"images"' followed by ':' and '['
-        while True:
-            i = buf.find('"images"')
-            if i >= 0:
-                j = buf.find('[', i)
-                if j >= 0:
-                    buf = buf[j + 1:]
-                    break
+        while True:  # find the '"images": [' that opens an array
+            m = key.search(buf)
+            if m:
+                buf = buf[m.end():]
+                break
             more = f.read(chunk_size)
             if not more:
                 raise ValueError(f'{path}: no "images" array found (is this a COCO annotation file?)')
-            buf = buf[max(0, len(buf) - 16):] + more if i < 0 else buf + more
+            buf = buf[-64:] + more
         while True:
             buf = buf.lstrip(' \t\r\n,')
             if buf.startswith(']'):

@@ -97,12 +97,12 @@ class VFMTeacher(BaseModule):
         self.pretrained = pretrained
         self.lock()
 
-    def lock(self) -> 'VFMTeacher':
+    def lock(self) -> VFMTeacher:
         for p in self.parameters():
             p.requires_grad = False
         return self.eval()
 
-    def train(self, mode: bool = True) -> 'VFMTeacher':
+    def train(self, mode: bool = True) -> VFMTeacher:
         return super().train(False)  # always frozen
 
     def input_side(self, student_side: int, student_patch: int) -> int:

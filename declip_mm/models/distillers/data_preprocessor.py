@@ -31,7 +31,8 @@ class DeCLIPDataPreprocessor(BaseDataPreprocessor):
         batch: Dict[str, Any] = {'student': torch.stack([s['student_img'] for s in inputs])}
         if 'vfm_img' in inputs[0]:
             batch['vfm'] = torch.stack([s['vfm_img'] for s in inputs])
-            batch['vfm_valid_hw'] = torch.tensor([list(s['vfm_img_valid_hw']) for s in inputs])
+            batch['vfm_valid_hw'] = torch.stack([torch.as_tensor(s['vfm_img_valid_hw'])
+                                                 for s in inputs])
         if 'crops' in inputs[0]:
             batch['crops'] = torch.cat([s['crops'] for s in inputs])
             rois = []

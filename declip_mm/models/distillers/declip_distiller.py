@@ -126,12 +126,12 @@ class DeCLIPDistiller(BaseModel):
 
     @staticmethod
     def _fill_teachers(module, state_dict, prefix, *args):
-        for name, t in module.named_parameters():
-            if name.startswith(_TEACHERS):
-                state_dict.setdefault(prefix + name, t.detach())
-        for name, t in module.named_buffers():
-            if name.startswith(_TEACHERS):
-                state_dict.setdefault(prefix + name, t.detach())
+        # checkpoints hold no teacher weights: keep the current ones (strict loading still works)
+        for name in ('clip_teacher', 'vfm_teacher'):
+            teacher = getattr(module, name)
+            if teacher is not None:
+                for k, v in teacher.state_dict(prefix=f'{prefix}{name}.').items():
+                    state_dict.setdefault(k, v)
 
     def init_weights(self) -> None:
         """Load the student's CLIP weights, copy them into the CLIP teacher, load the VFM."""
@@ -142,7 +142,7 @@ class DeCLIPDistiller(BaseModel):
             self.vfm_teacher.init_weights()
         self._is_init = True
 
-    def train(self, mode: bool = True) -> 'DeCLIPDistiller':
+    def train(self, mode: bool = True) -> DeCLIPDistiller:
         super().train(mode)
         self.clip_teacher.eval()
         if self.vfm_teacher is not None:
