@@ -91,7 +91,7 @@ class LoadImageOrSkip(BaseTransform):
             if img.ndim != 3 or img.shape[0] < 2 or img.shape[1] < 2:
                 raise ValueError(f'unusable image shape {img.shape}')
         except Exception as e:  # corrupt, truncated, missing: skip, do not crash the run
-            warnings.warn(f'skipping unreadable image {path}: {e}')
+            warnings.warn(f'skipping unreadable image {path}: {e}', stacklevel=2)
             return None
         results['img'] = img
         results['ori_shape'] = img.shape[:2]

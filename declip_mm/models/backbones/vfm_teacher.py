@@ -3,11 +3,11 @@
 Returns the last block's tokens after the model's final norm, patch tokens only, as (B, C, h, w)
 (L2 normalisation per token happens in the loss). Weights come from local files only.
 
-| arch | tower | input normalisation | source layout read |
-|---|---|---|---|
-| ``dinov2_vitb14_reg`` (default), ``dinov2_vitb14``, ``dinov2_vitl14_reg``, ``dinov2_vitl14`` | timm DINOv2 | ImageNet | DINOv2 hub or timm |
-| ``dino_vitb16``, ``dino_vitb8`` | timm ViT (DINO) | ImageNet | DINO hub / timm |
-| ``sam_vitb`` | segment_anything ``ImageEncoderViT`` (neck output, 256 ch) | ImageNet (SAM's pixel mean/std) | SAM ``.pth`` (``image_encoder.*``) |
+* ``dinov2_vitb14_reg`` (default), ``dinov2_vitb14``, ``dinov2_vitl14_reg``, ``dinov2_vitl14``:
+  timm DINOv2, ImageNet normalisation, DINOv2 hub or timm checkpoints;
+* ``dino_vitb16``, ``dino_vitb8``: timm ViT (DINO), ImageNet normalisation, DINO hub / timm;
+* ``sam_vitb``: segment_anything ``ImageEncoderViT`` (neck output, 256 channels), ImageNet
+  normalisation (SAM's pixel mean/std), SAM ``.pth`` (``image_encoder.*`` keys).
 
 timm towers run with their position embedding resized (bicubic, no antialias) to the input grid,
 so any side that is a multiple of the patch works (490 for a 35 x 35 grid with patch 14).

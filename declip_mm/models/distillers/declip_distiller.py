@@ -31,6 +31,7 @@ from ..layers import DECOUPLED_MODES
 __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set']
 
 _TEACHERS = ('clip_teacher.', 'vfm_teacher.')
+_DEFAULT_CONTEXT = object()  # sentinel: ContextDistillLoss(loss_weight=0.1); None disables it
 
 
 def apply_declip_trainable_set(student) -> List[str]:
@@ -91,8 +92,8 @@ class DeCLIPDistiller(BaseModel):
     def __init__(self,
                  student: dict,
                  vfm_teacher: Optional[dict] = None,
-                 content_loss: dict = dict(type='ContentDistillLoss', loss_weight=1.0),
-                 context_loss: Optional[dict] = dict(type='ContextDistillLoss', loss_weight=0.1),
+                 content_loss: Optional[dict] = None,
+                 context_loss: Optional[dict] = _DEFAULT_CONTEXT,
                  context_source: str = 'qk',
                  teacher_dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -103,7 +104,10 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher = copy.deepcopy(self.student).lock()
         self.clip_teacher.attn_mode = 'vanilla'
         self.vfm_teacher = MODELS.build(vfm_teacher) if vfm_teacher is not None else None
-        self.content_loss = MODELS.build(content_loss)
+        self.content_loss = MODELS.build(
+            content_loss or dict(type='ContentDistillLoss', loss_weight=1.0))
+        if context_loss is _DEFAULT_CONTEXT:
+            context_loss = dict(type='ContextDistillLoss', loss_weight=0.1)
         self.context_loss = MODELS.build(context_loss) if context_loss is not None else None
         if self.context_loss is not None and self.vfm_teacher is None:
             raise ValueError('context_loss needs a vfm_teacher')
