@@ -3,6 +3,8 @@
 
     python tools/benchmark.py segmentor [--model-name EVA02-B-16] [--size 448 597] [--runs 5]
     python tools/benchmark.py backbone  [--model-name ViT-B-16] [--size 448 448]
+    python tools/benchmark.py train_step [--model-name EVA02-B-16] [--vfm-arch dinov2_vitb14_reg]
+                                         [--teacher-dtypes fp32 bf16] [--runs 3]
 
 Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
 Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
@@ -66,13 +68,51 @@ def case_backbone(args, mode: str):
                 threads=torch.get_num_threads())
 
 
+def case_train_step(args, teacher_dtype: str):
+    """One DeCLIP optimisation step: EVA02-B/16 student at 560, DINOv2-B/14 (reg) at 490, CLIP
+    teacher on 20 crops of 224, AdamW; batch 1 (the worst case: a 5x4 grid, 20 crops)."""
+    import declip_mm  # noqa: F401
+    from declip_mm.models import DeCLIPDistiller
+    model = DeCLIPDistiller(
+        student=dict(type='DeCLIPVisionTransformer', model_name=args.model_name, attn_mode='csa',
+                     attn_scale=1.0),
+        vfm_teacher=dict(type='VFMTeacher', arch=args.vfm_arch),
+        teacher_dtype=None if teacher_dtype == 'fp32' else teacher_dtype).train()
+    b = args.batch
+    side, patch = 560, model.student.patch_size[0]
+    vfm_side = model.vfm_teacher.input_side(side, patch)
+    k = 20
+    cells = torch.tensor([[j * 7.0, i * 8.75, (j + 1) * 7.0, (i + 1) * 8.75]
+                          for i in range(4) for j in range(5)])
+    inputs = dict(student=torch.randn(b, 3, side, side), vfm=torch.randn(b, 3, vfm_side, vfm_side),
+                  crops=torch.randn(b * k, 3, 224, 224),
+                  rois=torch.cat([torch.arange(b).repeat_interleave(k)[:, None].float(),
+                                  cells.repeat(b, 1)], 1))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        losses = model.loss(inputs)
+        sum(losses.values()).backward()
+        opt.step()
+
+    med, times = _timeit(step, args.runs)
+    return dict(case=f'DeCLIP train step, batch {b}, teachers {teacher_dtype}',
+                model=f'{args.model_name} + {args.vfm_arch}', size=[side, side], median_s=med,
+                runs_s=times, peak_rss_mib=_peak_mib(), threads=torch.get_num_threads(),
+                trainable_params=sum(p.numel() for p in params))
+
+
 def cases(args):
+    if args.what == 'train_step':
+        return [('case_train_step', d) for d in args.teacher_dtypes]
     if args.what == 'segmentor':
         return [('case_segmentor', b) for b in args.batch_sizes]
     return [('case_backbone', m) for m in ('vanilla', 'csa')]
 
 
-WHATS = ('segmentor', 'backbone')
+WHATS = ('segmentor', 'backbone', 'train_step')
 
 
 def parse_args(argv=None):
@@ -84,6 +124,10 @@ def parse_args(argv=None):
     p.add_argument('--num-classes', type=int, default=21)
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 1],
                    help='segmentor: window batch sizes to compare')
+    p.add_argument('--vfm-arch', default='dinov2_vitb14_reg')
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--teacher-dtypes', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
+                   help='train_step: teacher precision(s) to compare')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--json', default=None, help='also write the results here')
     p.add_argument('--_child', nargs=2, default=None, help=argparse.SUPPRESS)

@@ -1,64 +1,203 @@
 #!/usr/bin/env python
-"""The README's main job.
+"""The README's main job: the whole DeCLIP pipeline end to end on a fresh machine, in a few minutes.
 
-Builds tiny DeCLIP backbones of both families (random weights: no download, nothing to fetch),
-runs the decoupled forward on a rectangular image and prints what comes out.
+    python tools/quickstart.py                      # tiny towers, RANDOM weights, nothing to fetch
+    python tools/quickstart.py --weights EVA02_CLIP_B_psz16_s8B.pt --vfm-weights dinov2_vitb14_reg4.pth
+
+1. writes sample photos shipped by scikit-image as a small unlabeled training set and as a fixture
+   benchmark in the ADE20K layout (labels: a colour quantisation of the photos);
+2. trains DeCLIP (content + context distillation) for a few dozen iterations with tools/train.py's
+   Runner and config (configs/declip/declip_tiny-random_quickstart.py, or declip_vitb_dinov2.py with
+   --weights), printing how the two losses fall;
+3. takes the alpha-merged image tower exported after the last epoch, evaluates it training-free on the
+   fixture benchmark through tools/test.py's code path, prints the mIoU table, and writes overlay PNGs
+   with tools/demo.py's drawing.
 """
 import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import sys
 import time
 
-import torch
+import numpy as np
+from PIL import Image
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_TRAIN = osp.join(ROOT, 'configs', 'declip', 'declip_tiny-random_quickstart.py')
+REAL_TRAIN = osp.join(ROOT, 'configs', 'declip', 'declip_vitb_dinov2.py')
+ADE_TEST = osp.join(ROOT, 'configs', 'training_free', 'declip_eva02-b16_training-free_ade20k-448.py')
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left')
+DEMO_CLASSES = 'person, astronaut; cat; cup, coffee; rocket; sky; motorcycle; flag; grass'
+
+
+def sample_photos(max_side: int):
+    """RGB photos bundled with scikit-image (no download)."""
+    try:
+        from skimage import data
+    except ImportError as e:
+        raise SystemExit('the quick-start needs scikit-image (requirements/optional.txt)') from e
+    out = {}
+    for name in PHOTOS:
+        try:
+            img = getattr(data, name)()
+        except Exception:  # an image that this scikit-image would have to download: skip it
+            continue
+        img = np.asarray(Image.fromarray(img).convert('RGB'))
+        scale = max_side / max(img.shape[:2])
+        if scale < 1:
+            img = np.asarray(Image.fromarray(img).resize(
+                (round(img.shape[1] * scale), round(img.shape[0] * scale)), Image.BICUBIC))
+        out[name] = img
+    if len(out) < 2:
+        raise SystemExit('scikit-image ships too few sample photos here')
+    return out
+
+
+def write_training_images(photos, folder):
+    os.makedirs(folder, exist_ok=True)
+    for name, img in photos.items():
+        Image.fromarray(img).save(osp.join(folder, f'{name}.jpg'))
+        Image.fromarray(img[:, ::-1]).save(osp.join(folder, f'{name}_flip.jpg'))
+    return folder
+
+
+def loss_table(work_dir):
+    """Per-epoch means of the logged losses."""
+    rows = []
+    for d, _, files in os.walk(work_dir):
+        if 'scalars.json' in files:
+            rows = [json.loads(line) for line in open(osp.join(d, 'scalars.json'))]
+    by_epoch = {}
+    for r in rows:
+        if 'loss' in r:
+            by_epoch.setdefault(r['epoch'], []).append(r)
+    lines = ['| epoch | loss_content | loss_context | loss |', '|---|---|---|---|']
+    for e, rs in sorted(by_epoch.items()):
+        mean = {k: sum(r.get(k, 0.0) for r in rs) / len(rs)
+                for k in ('loss_content', 'loss_context', 'loss')}
+        lines.append(f"| {e} | {mean['loss_content']:.4f} | {mean['loss_context']:.4f} | "
+                     f"{mean['loss']:.4f} |")
+    return '\n'.join(lines), by_epoch
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--weights', default=None, help='a local CLIP checkpoint (any supported format)')
+    p.add_argument('--weights', help='local CLIP checkpoint (EVA02-CLIP-B/16 by default)')
+    p.add_argument('--vfm-weights', help='local DINOv2-B/14 (registers) checkpoint')
     p.add_argument('--model-name', default='EVA02-B-16', help='architecture of --weights')
-    p.add_argument('--attn-mode', default='csa')
+    p.add_argument('--out-dir', default='work_dirs/quickstart')
+    p.add_argument('--epochs', type=int, default=6)
+    p.add_argument('--max-side', type=int, default=256, help='photo size (longest side)')
+    p.add_argument('--eval-short-side', type=int, default=None,
+                   help='test resize short side (default 448 with weights, 96 without)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import declip_mm
-    from declip_mm.models import DeCLIPTextEncoder, DeCLIPVisionTransformer
-    from declip_mm.testing import tiny_clip_config
+    if bool(args.weights) != bool(args.vfm_weights):
+        raise SystemExit('--weights and --vfm-weights go together')
+    real = bool(args.weights)
+    t0 = time.time()
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import declip_mm  # noqa: F401
+    from mmengine.config import Config
 
-    print(f'declip_mm {declip_mm.__version__} | torch {torch.__version__} | '
-          f'threads {torch.get_num_threads()}')
-    if args.weights:
-        towers = {args.model_name: args.model_name}
+    from declip_mm.apis import prepare_test_runner
+    from declip_mm.testing import write_benchmark_fixture
+
+    out = osp.abspath(args.out_dir)
+    if osp.isdir(out):
+        shutil.rmtree(out)
+    print(f'== declip_mm quick-start -> {out}')
+    if not real:
+        print('   no --weights: tiny EVA02-style towers with RANDOM weights. The numbers show the '
+              'pipeline running, not DeCLIP quality.')
+    photos = sample_photos(args.max_side)
+    train_imgs = write_training_images(photos, osp.join(out, 'data', 'train_images'))
+    data_dir = osp.join(out, 'data')
+    bench_root = write_benchmark_fixture('ade20k', data_dir, num_images=len(photos),
+                                         sizes=[p.shape[:2] for p in photos.values()],
+                                         images=list(photos.values()))
+    print(f'[1/3] {2 * len(photos)} training images and a {len(photos)}-image fixture benchmark '
+          f'(ADE20K layout) from scikit-image photos: {", ".join(photos)}')
+
+    # -- 2. distillation through tools/train.py --------------------------------------------------
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('declip_tool_train', osp.join(ROOT, 'tools',
+                                                                               'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    train_dir = osp.join(out, 'train')
+    opts = [f'train_dataloader.dataset.data_root={train_imgs}', 'train_dataloader.dataset.img_dir=.',
+            f'train_cfg.max_epochs={args.epochs}', f'param_scheduler.0.end={args.epochs}',
+            'default_hooks.logger.interval=1', 'train_dataloader.num_workers=0',
+            'log_level=WARNING']
+    if real:
+        opts += [f'model.student.pretrained={args.weights}',
+                 f'model.student.model_name={args.model_name}',
+                 f'model.vfm_teacher.pretrained={args.vfm_weights}',
+                 'train_dataloader.batch_size=2', 'param_scheduler.0.warmup_iters=5']
+    config = REAL_TRAIN if real else TINY_TRAIN
+    print(f'[2/3] DeCLIP distillation: {osp.relpath(config, ROOT)}, {args.epochs} epochs')
+    runner = train_tool.main([config, '--work-dir', train_dir, '--cfg-options', *opts])
+    table, by_epoch = loss_table(train_dir)
+    print(table)
+    n_iter = sum(len(v) for v in by_epoch.values())
+    export = osp.join(train_dir, f'declip_epoch_{args.epochs}.pth')
+    print(f'      {n_iter} iterations; alpha-merged image tower exported to {export}')
+
+    # -- 3. training-free evaluation through tools/test.py's path, and overlays -------------------
+    cfg = Config.fromfile(ADE_TEST)
+    student = runner.model.student
+    arch_json = osp.join(out, 'arch.json')
+    if real:
+        arch = args.model_name
+        text_weights = args.weights
     else:
-        print('no --weights given: tiny towers with RANDOM weights (shapes and plumbing only)')
-        towers = {'tiny EVA02-style': tiny_clip_config('eva02'),
-                  'tiny OpenAI-style': tiny_clip_config('openai')}
-    for label, cfg in towers.items():
-        bb = DeCLIPVisionTransformer(cfg, pretrained=args.weights, attn_mode=args.attn_mode,
-                                     out_indices=(0, ))
-        bb.init_weights()
-        bb.eval()
-        ph, pw = bb.patch_size
-        x = torch.randn(1, 3, 6 * ph, 10 * pw)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = bb(x)
-            cls = bb.encode_image(x, normalize=True)
-        dt = (time.perf_counter() - t0) * 1000
-        print(f'\n{label}: {bb.family}, width {bb.width}, depth {bb.depth}, '
-              f'attn_mode={bb.attn_mode}, tau={bb.attn_scale:.4g}')
-        print(f'  input           {tuple(x.shape)}')
-        for k, v in out.items():
-            shapes = [tuple(t.shape) for t in v] if isinstance(v, list) else tuple(v.shape)
-            print(f'  {k:<15} {shapes}')
-        print(f'  encode_image    {tuple(cls.shape)}   ({dt:.0f} ms for both passes)')
-        text = DeCLIPTextEncoder(cfg, pretrained=args.weights, templates='single')
-        text.init_weights()
-        with torch.no_grad():
-            emb = text(['cat', ['sky', 'clouds']])
-            dense = torch.nn.functional.normalize(out['content'], dim=1)
-            logits = torch.einsum('bchw,nc->bnhw', dense, emb)
-        print(f'  text embeddings {tuple(emb.shape)} -> dense logits {tuple(logits.shape)}')
-    print('\nquick-start finished')
+        with open(arch_json, 'w') as f:
+            json.dump(json.loads(json.dumps(student.model_name)), f)
+        arch, text_weights = arch_json, None
+    short = args.eval_short_side or (448 if real else 96)
+    cfg.merge_from_dict({
+        'model.backbone.model_name': arch, 'model.text_encoder.model_name': arch,
+        'model.text_encoder.pretrained': text_weights,
+        'model.text_encoder.templates': 'imagenet80' if real else 'single',
+        'test_dataloader.dataset.data_root': bench_root, 'test_dataloader.num_workers': 0,
+        'log_level': 'WARNING'})
+    cfg.test_dataloader.dataset.pipeline[1]['scale'] = (4096, short)
+    if not real:
+        cfg.model.test_cfg.update(crop_size=64, stride=32)
+    print(f'[3/3] training-free evaluation on the fixture benchmark ({osp.relpath(ADE_TEST, ROOT)})')
+    test_runner = prepare_test_runner(cfg, export, osp.join(out, 'eval'), ADE_TEST)
+    metrics = test_runner.test()
+    print('| benchmark | aAcc | mIoU | mAcc |\n|---|---|---|---|\n'
+          f"| fixture ADE20K ({len(photos)} images) | {metrics['aAcc']:.1f} | "
+          f"{metrics['mIoU']:.1f} | {metrics['mAcc']:.1f} |")
+
+    spec = importlib.util.spec_from_file_location('declip_tool_demo', osp.join(ROOT, 'tools',
+                                                                              'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    overlay_dir = osp.join(out, 'overlays')
+    demo_opts = ['model.backbone.model_name=' + str(arch), 'model.text_encoder.model_name=' + str(arch),
+                 f'model.text_encoder.pretrained={text_weights}',
+                 'model.text_encoder.templates=' + ('imagenet80' if real else 'single'),
+                 f'test_pipeline.1.scale=(4096,{short})']
+    if not real:
+        demo_opts += ['model.test_cfg.crop_size=64', 'model.test_cfg.stride=32']
+    for name in photos:
+        img = osp.join(train_imgs, f'{name}.jpg')
+        demo.main([img, '--classes', DEMO_CLASSES, '--weights', export,
+                   '--out', osp.join(overlay_dir, f'{name}_overlay.png'), '--cfg-options', *demo_opts])
+    print(f'\nquick-start finished in {time.time() - t0:.0f} s. Outputs in {out}:')
+    print('  train/       logs, checkpoints, declip_epoch_*.pth (alpha-merged image towers)')
+    print('  eval/        test logs and metrics')
+    print(f'  overlays/    {len(photos)} overlay PNGs (classes: {DEMO_CLASSES})')
+    print('Next: real weights and data, see README.md ("Train DeCLIP", "Evaluate").')
+    return metrics
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
 from .hooks import DeCLIPEpochHook, DeCLIPMergeExportHook
+from .optim import DeCLIPOptimWrapperConstructor
 from .schedulers import DeCLIPWarmupCosineLR
 
-__all__ = ['DeCLIPEpochHook', 'DeCLIPMergeExportHook', 'DeCLIPWarmupCosineLR']
+__all__ = ['DeCLIPEpochHook', 'DeCLIPMergeExportHook', 'DeCLIPWarmupCosineLR',
+           'DeCLIPOptimWrapperConstructor']

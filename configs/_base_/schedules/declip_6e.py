@@ -3,7 +3,8 @@
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1),
-    paramwise_cfg=dict(flat_decay_mult=0.0),  # no decay on norms, biases, q/v biases, gammas
+    # only trainable parameters; no decay on 1-D ones (norms, biases, q/v biases, gammas)
+    constructor='DeCLIPOptimWrapperConstructor',
 )
 param_scheduler = [
     dict(type='DeCLIPWarmupCosineLR', warmup_iters=1000, begin=0, end=6, by_epoch=True,

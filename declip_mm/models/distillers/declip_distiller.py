@@ -98,8 +98,10 @@ class DeCLIPDistiller(BaseModel):
                  teacher_dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type='DeCLIPDataPreprocessor'),
-                         init_cfg=init_cfg)
+        # built from mmseg's registry, so the model also builds outside a Runner / default scope
+        data_preprocessor = MODELS.build(data_preprocessor or dict(type='DeCLIPDataPreprocessor')) \
+            if not isinstance(data_preprocessor, torch.nn.Module) else data_preprocessor
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = MODELS.build(student)
         self.clip_teacher = copy.deepcopy(self.student).lock()
         self.clip_teacher.attn_mode = 'vanilla'

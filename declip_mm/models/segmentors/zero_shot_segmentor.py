@@ -93,6 +93,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        if isinstance(data_preprocessor, dict):  # mmseg's registry: works without a default scope
+            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if pretrained is not None:  # mmseg convention: a segmentor-level pretrained is the backbone's
             backbone = dict(backbone, pretrained=pretrained)

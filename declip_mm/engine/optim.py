@@ -1,0 +1,43 @@
+"""Optimizer parameter groups of DeCLIP (SPEC §5): weight decay on >= 2-D weights only (none on norms,
+biases, q/v biases, layer-scale gammas), and only the trainable parameters (the frozen teachers and
+frozen student parts are not handed to the optimizer at all)."""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+from mmengine.model import is_model_wrapper
+from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+
+__all__ = ['DeCLIPOptimWrapperConstructor']
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class DeCLIPOptimWrapperConstructor:
+    """Two groups: trainable >= 2-D weights with the optimizer's weight decay, the rest without."""
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        if 'optimizer' not in optim_wrapper_cfg:
+            raise ValueError('optim_wrapper needs an optimizer config')
+        if paramwise_cfg:
+            raise ValueError('DeCLIPOptimWrapperConstructor takes no paramwise_cfg (the decay rule is '
+                             'fixed: >= 2-D weights only)')
+        self.optim_wrapper_cfg = copy.deepcopy(dict(optim_wrapper_cfg))
+
+    def __call__(self, model):
+        if is_model_wrapper(model):
+            model = model.module
+        cfg = copy.deepcopy(self.optim_wrapper_cfg)
+        optimizer_cfg = dict(cfg.pop('optimizer'))
+        cfg.setdefault('type', 'OptimWrapper')
+        wd = optimizer_cfg.get('weight_decay', 0.0)
+        decay, no_decay = [], []
+        for _, p in model.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        if not decay and not no_decay:
+            raise ValueError('the model has no trainable parameters')
+        optimizer_cfg['params'] = [dict(params=decay, weight_decay=wd),
+                                   dict(params=no_decay, weight_decay=0.0)]
+        optimizer = OPTIMIZERS.build(optimizer_cfg)
+        return OPTIM_WRAPPERS.build(cfg, default_args=dict(optimizer=optimizer))
