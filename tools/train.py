@@ -99,7 +99,9 @@ def main(argv=None):
     import declip_mm  # noqa: F401  (registers; also lets --resume load mmengine checkpoints safely)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    cfg = build_cfg(args)
+
+    from declip_mm.apis import fresh_visualizer
+    cfg = fresh_visualizer(build_cfg(args))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
     return runner

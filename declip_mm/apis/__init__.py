@@ -1,6 +1,6 @@
 from .checkpoints import (apply_test_checkpoint, inspect_checkpoint, mmengine_safe_torch_load,
                           unwrap_model)
-from .evaluation import prepare_test_runner
+from .evaluation import fresh_visualizer, prepare_test_runner
 
 __all__ = ['apply_test_checkpoint', 'inspect_checkpoint', 'mmengine_safe_torch_load',
-           'unwrap_model', 'prepare_test_runner']
+           'unwrap_model', 'prepare_test_runner', 'fresh_visualizer']

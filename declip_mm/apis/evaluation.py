@@ -12,7 +12,19 @@ from mmengine.runner import Runner
 from ..datasets.class_names import check_class_names
 from .checkpoints import apply_test_checkpoint, unwrap_model
 
-__all__ = ['prepare_test_runner']
+__all__ = ['prepare_test_runner', 'fresh_visualizer']
+
+
+def fresh_visualizer(cfg: Config) -> Config:
+    """Give the config's visualizer a unique name.
+
+    mmengine keeps visualizers by name: with the fixed name of mmseg's configs a second Runner in the
+    same process (eval_all, the quick-start, tests) would reuse the first one and its save_dir.
+    """
+    if cfg.get('visualizer') is not None:
+        base = cfg.visualizer.get('name', 'visualizer')
+        cfg.visualizer['name'] = f'{base}_{uuid.uuid4().hex[:8]}'
+    return cfg
 
 
 def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir: Optional[str] = None,
@@ -30,10 +42,7 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
         cfg.env_cfg.dist_cfg.backend = 'gloo'
     kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
-    if cfg.get('visualizer') is not None:
-        # a fixed name makes a second Runner in the same process (eval_all, tests) reuse the first
-        # visualizer, with its save_dir
-        cfg.visualizer['name'] = f"{cfg.visualizer.get('name', 'visualizer')}_{uuid.uuid4().hex[:8]}"
+    fresh_visualizer(cfg)
     runner = Runner.from_cfg(cfg)
     seg = unwrap_model(runner.model)
     dataset = runner.test_loop.dataloader.dataset
