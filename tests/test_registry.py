@@ -15,6 +15,28 @@ def test_bare_import_registers_everything():
     assert DET_MODELS.get('DeCLIPVisionTransformer') is declip_mm.DeCLIPVisionTransformer
 
 
+def test_registered_component_names():
+    import declip_mm  # noqa: F401
+    from mmseg.registry import (DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
+                                PARAM_SCHEDULERS, TRANSFORMS)
+    expect = {
+        MODELS: ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
+                 'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
+                 'ContentDistillLoss', 'ContextDistillLoss'],
+        DATASETS: ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset',
+                   'DeCLIPPascalContext60Dataset', 'DeCLIPPascalContext59Dataset',
+                   'UnlabeledImageDataset'],
+        TRANSFORMS: ['LoadImageOrSkip', 'DeCLIPGridCrops', 'DeCLIPLetterbox', 'PackDeCLIPInputs'],
+        HOOKS: ['DeCLIPEpochHook', 'DeCLIPMergeExportHook'],
+        PARAM_SCHEDULERS: ['DeCLIPWarmupCosineLR'],
+        OPTIM_WRAPPER_CONSTRUCTORS: ['DeCLIPOptimWrapperConstructor'],
+    }
+    for registry, names in expect.items():
+        for name in names:
+            cls = registry.get(name)
+            assert cls is not None and cls.__module__.startswith('declip_mm'), (registry.name, name)
+
+
 def test_names_do_not_clash_with_mmseg():
     """Our names must not shadow anything mmseg itself registers."""
     import declip_mm  # noqa: F401

@@ -16,9 +16,12 @@ def data_root_opt(data_dir, name):
     return f'test_dataloader.dataset.data_root={osp.join(data_dir, BENCHMARK_LAYOUTS[name]["data_root"])}'
 
 
-@pytest.mark.parametrize('name', ['voc21', 'cityscapes'])
+@pytest.mark.parametrize('name', sorted(BENCHMARK_LAYOUTS))
 def test_test_tool_end_to_end_with_show_dir(tmp_path, name):
-    data = write_all_fixtures(tmp_path / 'data')
+    """Every one of the eight configs, through tools/test.py, on a fixture in the real layout."""
+    from declip_mm.testing import write_benchmark_fixture
+    data = str(tmp_path / 'data')
+    write_benchmark_fixture(name, data)
     show = tmp_path / 'show'
     metrics = test_tool.main([tf_config(name), '--work-dir', str(tmp_path / 'wd'), '--show-dir',
                               str(show), '--cfg-options', *tiny_options(tmp_path),
