@@ -55,6 +55,19 @@ def trigger_visualization_hook(cfg, args):
     return cfg
 
 
+def tta_pipeline_from(cfg):
+    """TTA views of the config's own test pipeline: its loading and protocol resize, then
+    ``tta_ratios`` rescales x (no flip, horizontal flip)."""
+    pipe = [dict(t) for t in cfg.test_pipeline]
+    head = [t for t in pipe if t['type'] not in ('LoadAnnotations', 'PackSegInputs')]
+    ratios = cfg.get('tta_ratios', (0.75, 1.0, 1.25))
+    return head + [dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in ratios],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])]
+
+
 def build_cfg(args):
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -63,9 +76,9 @@ def build_cfg(args):
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
-        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-            raise ValueError('--tta needs tta_pipeline and tta_model in the config')
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        if 'tta_model' not in cfg:
+            raise ValueError('--tta needs tta_model in the config')
+        cfg.test_dataloader.dataset.pipeline = cfg.get('tta_pipeline') or tta_pipeline_from(cfg)
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.out is not None:

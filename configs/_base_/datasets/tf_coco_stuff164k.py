@@ -1,5 +1,6 @@
-# coco_stuff164k: validation split for the training-free protocol (SPEC §6); resize keep-ratio to (long cap 4096, short side 448) as the official DeCLIP evaluator.
-dataset_type = 'COCOStuffDataset'
+# coco_stuff164k val for the training-free protocol (SPEC §6): resize keep-ratio to (long cap 4096,
+# short side 448) as the official DeCLIP evaluator.
+_base_ = './tf_common.py'
 data_root = 'data/coco_stuff164k'
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -7,28 +8,10 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-img_ratios = [0.75, 1.0, 1.25]
-tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='TestTimeAug',
-         transforms=[[dict(type='Resize', scale=(4096, int(448 * r)), keep_ratio=True)
-                      for r in img_ratios],
-                     [dict(type='RandomFlip', prob=0., direction='horizontal'),
-                      dict(type='RandomFlip', prob=1., direction='horizontal')],
-                     [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]]),
-]
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type=dataset_type,
+        type='COCOStuffDataset',
         data_root=data_root,
         data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
         pipeline=test_pipeline))
 val_dataloader = test_dataloader
-test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-val_evaluator = test_evaluator
-test_cfg = dict(type='TestLoop')
-val_cfg = dict(type='ValLoop')
