@@ -72,26 +72,10 @@ def build_cfg(args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
         cfg.env_cfg.dist_cfg.backend = 'gloo'
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        # mmengine's launcher calls torch.cuda.set_device and gives DDP device_ids: on the CPU, set
-        # up the gloo process group here and wrap without device ids.
-        setup_cpu_distributed(args.launcher)
-        wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
-                       find_unused_parameters=cfg.get('find_unused_parameters', False))
-        wrapper.update(cfg.get('model_wrapper_cfg') or {})
-        wrapper['device_ids'] = None
-        cfg.model_wrapper_cfg = wrapper
+    if args.launcher != 'none':
+        from declip_mm.apis import configure_cpu_distributed
+        configure_cpu_distributed(cfg, args.launcher)
     return cfg
-
-
-def setup_cpu_distributed(launcher: str) -> None:
-    import torch.distributed as dist
-    if dist.is_initialized():
-        return
-    if launcher != 'pytorch':
-        raise SystemExit(f'--launcher {launcher} without CUDA is not supported; use pytorch '
-                         '(torchrun / tools/dist_train.sh) for CPU processes')
-    dist.init_process_group(backend='gloo')
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 from .checkpoints import (apply_test_checkpoint, inspect_checkpoint, mmengine_safe_torch_load,
                           unwrap_model)
-from .evaluation import fresh_visualizer, prepare_test_runner
+from .evaluation import configure_cpu_distributed, fresh_visualizer, prepare_test_runner
 
 __all__ = ['apply_test_checkpoint', 'inspect_checkpoint', 'mmengine_safe_torch_load',
-           'unwrap_model', 'prepare_test_runner', 'fresh_visualizer']
+           'unwrap_model', 'prepare_test_runner', 'fresh_visualizer',
+           'configure_cpu_distributed']

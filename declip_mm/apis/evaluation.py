@@ -12,7 +12,32 @@ from mmengine.runner import Runner
 from ..datasets.class_names import check_class_names
 from .checkpoints import apply_test_checkpoint, unwrap_model
 
-__all__ = ['prepare_test_runner', 'fresh_visualizer']
+__all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed']
+
+
+def configure_cpu_distributed(cfg: Config, launcher: str) -> Config:
+    """Distributed runs on CPU processes (gloo).
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and gives DDP ``device_ids``; without
+    CUDA we create the gloo process group ourselves (the Runner then skips its own) and wrap the model
+    without device ids. Does nothing when CUDA is available or ``launcher == 'none'``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    import torch.distributed as dist
+    if cfg.get('env_cfg', {}).get('dist_cfg'):
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if not dist.is_initialized():
+        if launcher != 'pytorch':
+            raise SystemExit(f'--launcher {launcher} without CUDA is not supported; use pytorch '
+                             '(torchrun, tools/dist_train.sh, tools/dist_test.sh) for CPU processes')
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                   find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.update(cfg.get('model_wrapper_cfg') or {})
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return cfg
 
 
 def fresh_visualizer(cfg: Config) -> Config:
@@ -41,6 +66,7 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
         cfg.work_dir = osp.join('./work_dirs', name)
     if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
         cfg.env_cfg.dist_cfg.backend = 'gloo'
+    configure_cpu_distributed(cfg, cfg.get('launcher', 'none'))
     kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
     fresh_visualizer(cfg)
     runner = Runner.from_cfg(cfg)

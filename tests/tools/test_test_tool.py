@@ -93,3 +93,33 @@ def test_grayscale_rgba_and_tiny_images(tmp_path):
     metrics = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'),
                               '--cfg-options', *opts])
     assert 'mIoU' in metrics
+
+
+def test_distributed_test_on_cpu_processes(tmp_path):
+    """tools/test.py --launcher pytorch with two gloo CPU processes gives the one-process metrics."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from tf_helpers import ROOT
+    from declip_mm.testing import write_benchmark_fixture
+    data = str(tmp_path / 'data')
+    write_benchmark_fixture('ade20k', data, num_images=4)
+    opts = tiny_options(tmp_path) + [data_root_opt(data, 'ade20k')]
+    one = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'one'),
+                          '--cfg-options', *opts])
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    res = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                          '--master_port', str(port), 'tools/test.py', tf_config('ade20k'),
+                          '--work-dir', str(tmp_path / 'two'), '--launcher', 'pytorch',
+                          '--cfg-options', *opts], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (js, ) = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'two') for f in fs
+              if f.endswith('.json') and 'vis_data' not in d and f[:8].isdigit()]
+    two = json.load(open(js))
+    assert two['mIoU'] == pytest.approx(float(one['mIoU']), abs=1e-6)

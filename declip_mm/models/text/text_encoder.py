@@ -97,13 +97,41 @@ class DeCLIPTextEncoder(BaseModule):
             self._tokenizer = SimpleTokenizer(context_length=self.context_length)
         return self._tokenizer
 
+    def _can_truncate(self) -> bool:
+        t = self.text
+        return (getattr(t, 'attn_mask', None) is not None and getattr(t, 'cls_emb', None) is None
+                and not getattr(t, 'use_pad_mask', False) and t.pool_type == 'argmax')
+
+    def _encode_tokens(self, tokens: Tensor) -> Tensor:
+        """The text tower on token ids; causal towers run only up to the batch's last EOT token.
+
+        With a causal mask no position attends to later ones, and the embedding is read at the EOT
+        token (the argmax id), so dropping the trailing padding changes nothing but the cost (class
+        prompts are ~10 of the 77 positions).
+        """
+        t = self.text
+        if not self._can_truncate():
+            return t(tokens)
+        eot = tokens.argmax(dim=-1)
+        n = int(eot.max()) + 1
+        tok = tokens[:, :n]
+        cast = t.transformer.get_cast_dtype()
+        x = t.token_embedding(tok).to(cast) + t.positional_embedding[:n].to(cast)
+        x = t.transformer(x, attn_mask=t.attn_mask[:n, :n])
+        x = t.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        if t.text_projection is not None:
+            x = t.text_projection(x) if isinstance(t.text_projection, torch.nn.Linear) \
+                else x @ t.text_projection
+        return x
+
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> Tensor:
         """Embed raw strings: (len(texts), E)."""
         device = next(self.text.parameters()).device
         outs = []
         for i in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(list(texts[i:i + self.batch_size])).to(device)
-            outs.append(self.text(tokens))
+            outs.append(self._encode_tokens(tokens))
         emb = torch.cat(outs).float()
         return F.normalize(emb, dim=-1) if normalize else emb
 

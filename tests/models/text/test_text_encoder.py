@@ -63,3 +63,13 @@ def test_frozen_by_default(tiny_cfg):
     assert not any(p.requires_grad for p in enc.parameters())
     enc.train()
     assert not enc.training
+
+
+def test_truncated_causal_encoding_equals_full_length(tiny_cfg):
+    enc = DeCLIPTextEncoder(tiny_cfg, templates='single')
+    assert enc._can_truncate()
+    tokens = enc.tokenizer(['a photo of a cat.', 'a much longer photo description of a small dog'])
+    with torch.no_grad():
+        full = enc.text(tokens)
+        short = enc._encode_tokens(tokens)
+    assert rel_err(short, full) <= 1e-5
