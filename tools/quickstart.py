@@ -18,7 +18,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -30,6 +29,16 @@ REAL_TRAIN = osp.join(ROOT, 'configs', 'declip', 'declip_vitb_dinov2.py')
 ADE_TEST = osp.join(ROOT, 'configs', 'training_free', 'declip_eva02-b16_training-free_ade20k-448.py')
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left')
 DEMO_CLASSES = 'person, astronaut; cat; cup, coffee; rocket; sky; motorcycle; flag; grass'
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module (the quick-start runs the real tools in-process)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'declip_tool_{name}',
+                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def sample_photos(max_side: int):
@@ -101,7 +110,6 @@ def main(argv=None):
         raise SystemExit('--weights and --vfm-weights go together')
     real = bool(args.weights)
     t0 = time.time()
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
     import declip_mm  # noqa: F401
     from mmengine.config import Config
 
@@ -125,11 +133,7 @@ def main(argv=None):
           f'(ADE20K layout) from scikit-image photos: {", ".join(photos)}')
 
     # -- 2. distillation through tools/train.py --------------------------------------------------
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('declip_tool_train', osp.join(ROOT, 'tools',
-                                                                               'train.py'))
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = load_tool('train')
     train_dir = osp.join(out, 'train')
     opts = [f'train_dataloader.dataset.data_root={train_imgs}', 'train_dataloader.dataset.img_dir=.',
             f'train_cfg.max_epochs={args.epochs}', f'param_scheduler.0.end={args.epochs}',
@@ -177,10 +181,7 @@ def main(argv=None):
           f"| fixture ADE20K ({len(photos)} images) | {metrics['aAcc']:.1f} | "
           f"{metrics['mIoU']:.1f} | {metrics['mAcc']:.1f} |")
 
-    spec = importlib.util.spec_from_file_location('declip_tool_demo', osp.join(ROOT, 'tools',
-                                                                              'demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_tool('demo')
     overlay_dir = osp.join(out, 'overlays')
     demo_opts = ['model.backbone.model_name=' + str(arch), 'model.text_encoder.model_name=' + str(arch),
                  f'model.text_encoder.pretrained={text_weights}',
