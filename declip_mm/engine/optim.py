@@ -1,10 +1,17 @@
 """Optimizer parameter groups of DeCLIP (SPEC §5): weight decay on >= 2-D weights only (none on norms,
 biases, q/v biases, layer-scale gammas), and only the trainable parameters (the frozen teachers and
-frozen student parts are not handed to the optimizer at all)."""
+frozen student parts are not handed to the optimizer at all).
+
+A model may list ``frozen_slices`` ``[(parameter name, slice of dim 0)]``: rows of a trained tensor
+that must not change (the K rows of an OpenAI tower's fused ``in_proj`` in ``qq`` mode). They get no
+gradient, but AdamW's decoupled weight decay would still shrink them, so they are put back after
+every optimizer step."""
 from __future__ import annotations
 
 import copy
 from typing import Optional
+
+import torch
 
 from mmengine.model import is_model_wrapper
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
@@ -40,4 +47,20 @@ class DeCLIPOptimWrapperConstructor:
         optimizer_cfg['params'] = [dict(params=decay, weight_decay=wd),
                                    dict(params=no_decay, weight_decay=0.0)]
         optimizer = OPTIMIZERS.build(optimizer_cfg)
+        self._keep_frozen_slices(model, optimizer)
         return OPTIM_WRAPPERS.build(cfg, default_args=dict(optimizer=optimizer))
+
+    @staticmethod
+    def _keep_frozen_slices(model, optimizer) -> None:
+        slices = getattr(model, 'frozen_slices', None) or []
+        if not slices:
+            return
+        params = dict(model.named_parameters())
+        kept = [(params[name], sl, params[name].detach()[sl].clone()) for name, sl in slices]
+
+        def restore(opt, args, kwargs):
+            with torch.no_grad():
+                for p, sl, value in kept:
+                    p[sl] = value.to(p.device, p.dtype)
+
+        optimizer.register_step_post_hook(restore)

@@ -52,3 +52,25 @@ def test_merge_weights():
     out = merge_weights(s, o, 0.7)
     assert torch.allclose(out['a'], torch.tensor([0.7, 2.4]))
     assert torch.equal(out['n'], torch.tensor([7]))
+
+
+def test_openai_qq_keeps_k_rows_of_fused_in_proj():
+    from declip_mm.models import DeCLIPDistiller
+    from declip_mm.testing import tiny_clip_config
+    torch.manual_seed(0)
+    m = DeCLIPDistiller(student=dict(type='DeCLIPVisionTransformer',
+                                     model_name=tiny_clip_config('openai'), attn_mode='qq'),
+                        vfm_teacher=None, context_loss=None)
+    wrapper = DeCLIPOptimWrapperConstructor(dict(optimizer=dict(type='AdamW', lr=1e-2,
+                                                                weight_decay=0.1)))(m)
+    w = m.student.visual.transformer.resblocks[-1].attn.in_proj_weight
+    d = m.student.width
+    before = w.detach().clone()
+    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]])
+    data = dict(student=torch.randn(1, 3, 32, 32), crops=torch.randn(1, 3, 32, 32), rois=rois)
+    for _ in range(2):
+        loss = sum(m.loss(data).values())
+        wrapper.update_params(loss)
+    assert torch.equal(w[d:2 * d], before[d:2 * d])         # K rows: frozen
+    assert not torch.equal(w[:d], before[:d])               # Q rows: trained
+    assert not torch.equal(w[2 * d:], before[2 * d:])       # V rows: trained

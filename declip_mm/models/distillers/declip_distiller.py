@@ -120,6 +120,14 @@ class DeCLIPDistiller(BaseModel):
             raise ValueError(f"teacher_dtype must be None, 'bf16' or 'fp16', got {teacher_dtype!r}")
         self.teacher_dtype = teacher_dtype
         self.frozen_student_params = apply_declip_trainable_set(self.student)
+        # OpenAI towers fuse q/k/v in one in_proj: in qq mode the K rows of the last block must stay
+        # frozen although the tensor is trained (the optimizer constructor restores them each step)
+        self.frozen_slices: List[Tuple[str, slice]] = []
+        if self.student.family == 'openai' and self.student.attn_mode == 'qq':
+            d = self.student.width
+            name = f'student.visual.transformer.resblocks.{self.student.depth - 1}.attn.'
+            self.frozen_slices = [(name + 'in_proj_weight', slice(d, 2 * d)),
+                                  (name + 'in_proj_bias', slice(d, 2 * d))]
         self._register_state_dict_hook(self._drop_teachers)
         self._register_load_state_dict_pre_hook(self._fill_teachers, with_module=True)
 
