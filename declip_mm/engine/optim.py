@@ -56,11 +56,19 @@ class DeCLIPOptimWrapperConstructor:
         if not slices:
             return
         params = dict(model.named_parameters())
-        kept = [(params[name], sl, params[name].detach()[sl].clone()) for name, sl in slices]
+        # The values are taken at the first step, not now: the Runner builds the optimizer before it
+        # loads the pretrained weights (init_weights) or a resumed checkpoint.
+        kept = [[params[name], sl, None] for name, sl in slices]
+
+        def capture(opt, args, kwargs):
+            for entry in kept:
+                if entry[2] is None:
+                    entry[2] = entry[0].detach()[entry[1]].clone()
 
         def restore(opt, args, kwargs):
             with torch.no_grad():
                 for p, sl, value in kept:
                     p[sl] = value.to(p.device, p.dtype)
 
+        optimizer.register_step_pre_hook(capture)
         optimizer.register_step_post_hook(restore)

@@ -65,6 +65,8 @@ def test_openai_qq_keeps_k_rows_of_fused_in_proj():
                                                                 weight_decay=0.1)))(m)
     w = m.student.visual.transformer.resblocks[-1].attn.in_proj_weight
     d = m.student.width
+    with torch.no_grad():  # the Runner loads weights *after* building the optimizer
+        w.add_(torch.randn_like(w))
     before = w.detach().clone()
     rois = torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]])
     data = dict(student=torch.randn(1, 3, 32, 32), crops=torch.randn(1, 3, 32, 32), rois=rois)
