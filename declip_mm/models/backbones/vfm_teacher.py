@@ -9,16 +9,20 @@ Returns the last block's tokens after the model's final norm, patch tokens only,
 * ``sam_vitb``: segment_anything ``ImageEncoderViT`` (neck output, 256 channels), ImageNet
   normalisation (SAM's pixel mean/std), SAM ``.pth`` (``image_encoder.*`` keys).
 
-timm towers run with their position embedding resized (bicubic, no antialias) to the input grid,
-so any side that is a multiple of the patch works (490 for a 35 x 35 grid with patch 14).
+timm towers run with their position embedding resized to the input grid, so any side that is a
+multiple of the patch works (490 for a 35 x 35 grid with patch 14). DINO and DINOv2 resize the way
+their own hub code does (``interpolate_pos_encoding``: bicubic, no antialias, ``scale_factor =
+(n + 0.1) / M``, the "+0.1" kludge of facebookresearch/dino#8), so the teacher's targets match the
+official ones; other towers use declip_mm's size-based resize.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -56,6 +60,23 @@ def _build_sam_encoder(args: Dict[str, Any]) -> nn.Module:
                            norm_layer=partial(nn.LayerNorm, eps=1e-6), out_chans=256,
                            qkv_bias=True, use_rel_pos=True, window_size=args.pop('window_size', 14),
                            **args)
+
+
+def dino_resize_pos_embed(pos_embed: Tensor, hw: Tuple[int, int], num_prefix: int,
+                          src_hw: Tuple[int, int], offset: float = 0.1) -> Tensor:
+    """DINO / DINOv2 ``interpolate_pos_encoding``: unchanged on the native grid, else bicubic
+    (no antialias) with ``scale_factor = (n + offset) / M`` per axis (prefix tokens kept)."""
+    if tuple(hw) == tuple(src_hw):
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
+    dim = grid.shape[-1]
+    g = grid.float().reshape(1, src_hw[0], src_hw[1], dim).permute(0, 3, 1, 2)
+    g = F.interpolate(g, scale_factor=((hw[0] + offset) / src_hw[0], (hw[1] + offset) / src_hw[1]),
+                      mode='bicubic', align_corners=False, antialias=False)
+    if tuple(g.shape[-2:]) != tuple(hw):
+        raise ValueError(f'position-embedding interpolation gave {tuple(g.shape[-2:])}, wanted {hw}')
+    g = g.permute(0, 2, 3, 1).reshape(1, hw[0] * hw[1], dim).to(pos_embed.dtype)
+    return torch.cat([prefix, g], dim=1)
 
 
 @MODELS.register_module()
@@ -155,7 +176,12 @@ class VFMTeacher(BaseModule):
         if getattr(m, 'reg_token', None) is not None:
             prefix.append(m.reg_token.expand(x.shape[0], -1, -1))
         n_pos_prefix = 0 if m.no_embed_class else m.num_prefix_tokens
-        pos = resize_pos_embed(m.pos_embed, hw, n_pos_prefix, src_hw=tuple(m.patch_embed.grid_size))
+        if self.arch.startswith('dino'):
+            pos = dino_resize_pos_embed(m.pos_embed, tuple(hw), n_pos_prefix,
+                                        tuple(m.patch_embed.grid_size))
+        else:
+            pos = resize_pos_embed(m.pos_embed, hw, n_pos_prefix,
+                                   src_hw=tuple(m.patch_embed.grid_size))
         if m.no_embed_class:
             x = torch.cat(prefix + [x + pos], dim=1)
         else:

@@ -83,3 +83,26 @@ def test_bad_arch_and_file(tmp_path):
     t = VFMTeacher('dino_vitb16', pretrained=str(tmp_path / 'wrong.pth'), arch_overrides=TINY)
     with pytest.raises(ValueError, match='does not fit'):
         t.init_weights()
+
+
+def test_dinov2_position_interpolation_follows_hub_code():
+    """DINOv2's interpolate_pos_encoding: scale_factor (n + 0.1) / M, bicubic, no antialias."""
+    import math
+
+    import torch.nn.functional as F
+
+    from declip_mm.models.backbones.vfm_teacher import dino_resize_pos_embed
+    torch.manual_seed(0)
+    M, dim = 4, 8
+    pos = torch.randn(1, M * M, dim, dtype=torch.float64)
+    out = dino_resize_pos_embed(pos, (7, 7), 0, (M, M))
+    g = pos.reshape(1, M, M, dim).permute(0, 3, 1, 2)
+    s = (7 + 0.1) / math.sqrt(M * M)
+    ref = F.interpolate(g, scale_factor=(s, s), mode='bicubic', antialias=False)
+    assert torch.allclose(out, ref.permute(0, 2, 3, 1).reshape(1, 49, dim), atol=1e-6)  # fp32 like the hub
+    # differs from a size-based resize (the sampling positions move by up to ~0.1 token)
+    by_size = F.interpolate(g, size=(7, 7), mode='bicubic', align_corners=False)
+    assert not torch.allclose(ref, by_size)
+    assert dino_resize_pos_embed(pos, (M, M), 0, (M, M)) is pos
+    t = VFMTeacher('dinov2_vitb14_reg', arch_overrides=TINY)
+    assert t(torch.randn(1, 3, 14 * 5, 14 * 3)).shape == (1, 32, 5, 3)
