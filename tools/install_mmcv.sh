@@ -71,7 +71,10 @@ log "building mmcv $MMCV_VERSION ($CUDA_TAG) against torch $TORCH_VER; this take
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-"$PYTHON" -m pip download --no-deps --no-binary :all: -q -d "$WORK" "mmcv==$MMCV_VERSION"
+# --no-build-isolation: new pip prepares the sdist metadata in an isolated env with a setuptools
+# that lacks pkg_resources; the venv has setuptools<81 and torch.
+"$PYTHON" -m pip download --no-deps --no-binary :all: --no-build-isolation -q -d "$WORK" \
+  "mmcv==$MMCV_VERSION"
 tar -xzf "$WORK"/mmcv-"$MMCV_VERSION".tar.gz -C "$WORK"
 SRC="$WORK/mmcv-$MMCV_VERSION"
 # torch >= 2.10 headers: "#error C++20 or later compatible compiler is required to use ATen".
