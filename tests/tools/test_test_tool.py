@@ -106,7 +106,8 @@ def test_distributed_test_on_cpu_processes(tmp_path):
     from declip_mm.testing import write_benchmark_fixture
     data = str(tmp_path / 'data')
     write_benchmark_fixture('ade20k', data, num_images=4)
-    opts = tiny_options(tmp_path) + [data_root_opt(data, 'ade20k')]
+    # the same seed in both runs: random towers must be the same towers
+    opts = tiny_options(tmp_path) + [data_root_opt(data, 'ade20k'), 'randomness.seed=0']
     one = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'one'),
                           '--cfg-options', *opts])
     with socket.socket() as s:
