@@ -40,7 +40,7 @@ if [[ -f $stamp_file && $(cat "$stamp_file") == "$stamp" ]] \
   log "requirements unchanged since the last set-up of $VENV"
 else
   log "installing torch (requirements/torch.txt)"
-  pipq install -q 'pip>=23' 'setuptools<81' wheel  # no upgrade: keep the tested pip
+  pipq install -q 'pip>=23' 'setuptools<81' wheel  # no pip upgrade: keep the tested pip
   pipq install -q -r requirements/torch.txt
   log "installing runtime, mmdet, test and optional requirements"
   pipq install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/optional.txt \
