@@ -70,12 +70,8 @@ def build_cfg(args) -> Config:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
-        cfg.env_cfg.dist_cfg.backend = 'gloo'
-    if args.launcher != 'none':
-        from declip_mm.apis import configure_cpu_distributed
-        configure_cpu_distributed(cfg, args.launcher)
-    return cfg
+    from declip_mm.apis import configure_cpu_distributed
+    return configure_cpu_distributed(cfg, args.launcher)
 
 
 def main(argv=None):

@@ -20,13 +20,15 @@ def configure_cpu_distributed(cfg: Config, launcher: str) -> Config:
 
     mmengine's pytorch launcher calls ``torch.cuda.set_device`` and gives DDP ``device_ids``; without
     CUDA we create the gloo process group ourselves (the Runner then skips its own) and wrap the model
-    without device ids. Does nothing when CUDA is available or ``launcher == 'none'``.
+    without device ids. Does nothing when CUDA is available.
     """
-    if launcher == 'none' or torch.cuda.is_available():
+    if torch.cuda.is_available():
         return cfg
-    import torch.distributed as dist
     if cfg.get('env_cfg', {}).get('dist_cfg'):
         cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if launcher == 'none':
+        return cfg
+    import torch.distributed as dist
     if not dist.is_initialized():
         if launcher != 'pytorch':
             raise SystemExit(f'--launcher {launcher} without CUDA is not supported; use pytorch '
@@ -64,8 +66,6 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     elif cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(config_path or 'declip'))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
-    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
-        cfg.env_cfg.dist_cfg.backend = 'gloo'
     configure_cpu_distributed(cfg, cfg.get('launcher', 'none'))
     kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
     fresh_visualizer(cfg)

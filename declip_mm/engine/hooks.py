@@ -12,7 +12,6 @@ from __future__ import annotations
 import os.path as osp
 from typing import Dict, Optional
 
-import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -89,6 +88,3 @@ class DeCLIPMergeExportHook(Hook):
         runner.logger.info(f'exported alpha={self.alpha} merged image tower to {path}')
         self.last_export = path
 
-
-def load_merged_export(path: str) -> Dict[str, Tensor]:
-    return torch.load(path, map_location='cpu', weights_only=True)
