@@ -9,9 +9,11 @@ Call graph::
       ├─ ContentDistillLoss(content, rois, teacher embeddings)
       └─ ContextDistillLoss([Q] or [Q, K], VFM features)
 
-Trainable set (SPEC §5): every student block except the last block's unused FFN and norm2 (and
-k_proj in ``qq`` mode); frozen: patch embedding, CLS, position embedding, pre-norm, final norm,
-projection head. Teachers are frozen, in eval mode and outside the state dict (they are rebuilt
+Trainable set (SPEC §5): every student block except the last block's unused FFN and norm2, and the
+projection the mode does not distil: k_proj in ``qq``, q_proj (weight and bias) in ``kk`` (the
+official ``src/training/utils.py`` freeze lists); frozen: patch embedding, CLS, position embedding,
+pre-norm, final norm, projection head. The context distilled per mode (official
+``eva_vit_model.py`` ``ss_attn`` outputs): Q in ``qq``, K in ``kk``, Q and K in ``csa``. Teachers are frozen, in eval mode and outside the state dict (they are rebuilt
 from their local weights / the student's initial weights), so checkpoints hold the student only.
 """
 from __future__ import annotations
@@ -28,9 +30,13 @@ from torch import Tensor
 from ...registry import MODELS
 from ..layers import DECOUPLED_MODES
 
-__all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set']
+__all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set', 'CONTEXT_KEYS']
 
 _TEACHERS = ('clip_teacher.', 'vfm_teacher.')
+#: decoupled mode -> the last block's projection it neither uses nor distils (kept frozen)
+_UNDISTILLED = {'qq': 'k', 'kk': 'q'}
+#: decoupled mode -> the backbone outputs that are the context (SPEC §4)
+CONTEXT_KEYS = {'qq': ('context_q', ), 'kk': ('context_k', ), 'csa': ('context_q', 'context_k')}
 _DEFAULT_CONTEXT = object()  # sentinel: ContextDistillLoss(loss_weight=0.1); None disables it
 
 
@@ -62,8 +68,11 @@ def apply_declip_trainable_set(student) -> List[str]:
                 frozen.add(id(p))
         if student.family == 'openai':
             frozen |= {id(p) for p in last.ls_2.parameters()}
-        if student.attn_mode == 'qq' and student.family == 'eva02' and last.attn.k_proj is not None:
-            frozen |= {id(p) for p in last.attn.k_proj.parameters()}
+        # the projection the mode leaves out of the context (and of the attention) stays CLIP's
+        if student.attn_mode in _UNDISTILLED and student.family == 'eva02':
+            proj = getattr(last.attn, _UNDISTILLED[student.attn_mode] + '_proj', None)
+            if proj is not None:
+                frozen |= {id(p) for p in proj.parameters()}
     names = []
     for name, p in student.named_parameters():
         if id(p) in frozen:
@@ -83,8 +92,10 @@ class DeCLIPDistiller(BaseModel):
         vfm_teacher (dict, optional): ``VFMTeacher`` config; ``None`` = content distillation only.
         content_loss (dict): defaults to ``ContentDistillLoss(loss_weight=1.0)``.
         context_loss (dict, optional): defaults to ``ContextDistillLoss(loss_weight=0.1)``.
-        context_source (str): ``'qk'`` (Q, and K in csa: DeCLIP) or ``'content'`` (the content map
-            itself: the "without decoupling" ablation). Defaults to ``'qk'``.
+        context_source (str): ``'qk'`` (the mode's context: Q in qq, K in kk, Q and K in csa:
+            DeCLIP) or ``'content'`` (the content map itself: the "without decoupling" ablation).
+            Defaults to ``'qk'``. The student's head count is passed to the context loss (its
+            ``head_mode='per_head'`` option splits the context by head).
         teacher_dtype (str, optional): ``'bf16'`` / ``'fp16'`` autocast for both teachers.
         data_preprocessor (dict): defaults to ``DeCLIPDataPreprocessor``.
     """
@@ -116,18 +127,24 @@ class DeCLIPDistiller(BaseModel):
         if context_source not in ('qk', 'content'):
             raise ValueError(f"context_source must be 'qk' or 'content', got {context_source!r}")
         self.context_source = context_source
+        if (context_source == 'content' and self.context_loss is not None
+                and getattr(self.context_loss, 'head_mode', 'merged') == 'per_head'):
+            raise ValueError("head_mode='per_head' splits Q/K by attention head; it does not apply "
+                             "to context_source='content'")
         if teacher_dtype not in (None, 'bf16', 'fp16'):
             raise ValueError(f"teacher_dtype must be None, 'bf16' or 'fp16', got {teacher_dtype!r}")
         self.teacher_dtype = teacher_dtype
         self.frozen_student_params = apply_declip_trainable_set(self.student)
-        # OpenAI towers fuse q/k/v in one in_proj: in qq mode the K rows of the last block must stay
-        # frozen although the tensor is trained (the optimizer constructor restores them each step)
+        # OpenAI towers fuse q/k/v in one in_proj: the rows of the projection the mode does not use
+        # (K in qq, Q in kk) must stay frozen although the tensor is trained (the optimizer
+        # constructor restores them after each step)
         self.frozen_slices: List[Tuple[str, slice]] = []
-        if self.student.family == 'openai' and self.student.attn_mode == 'qq':
+        if self.student.family == 'openai' and self.student.attn_mode in _UNDISTILLED:
             d = self.student.width
+            start = {'q': 0, 'k': d}[_UNDISTILLED[self.student.attn_mode]]
             name = f'student.visual.transformer.resblocks.{self.student.depth - 1}.attn.'
-            self.frozen_slices = [(name + 'in_proj_weight', slice(d, 2 * d)),
-                                  (name + 'in_proj_bias', slice(d, 2 * d))]
+            self.frozen_slices = [(name + 'in_proj_weight', slice(start, start + d)),
+                                  (name + 'in_proj_bias', slice(start, start + d))]
         self._register_state_dict_hook(self._drop_teachers)
         self._register_load_state_dict_pre_hook(self._fill_teachers, with_module=True)
 
@@ -200,10 +217,10 @@ class DeCLIPDistiller(BaseModel):
             if self.context_source == 'content':
                 feats = [out['content']]
             else:
-                feats = [out['context_q']] + ([out['context_k']] if 'context_k' in out and
-                                              self.student.attn_mode == 'csa' else [])
+                feats = [out[k] for k in CONTEXT_KEYS.get(self.student.attn_mode, ('context_q', ))]
             valid = self._vfm_valid(inputs, vfm.shape[-2:]) if self.context_loss.use_mask else None
-            losses[self.context_loss.loss_name] = self.context_loss(feats, vfm, valid)
+            losses[self.context_loss.loss_name] = self.context_loss(
+                feats, vfm, valid, num_heads=self.student.num_heads)
         return losses
 
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):

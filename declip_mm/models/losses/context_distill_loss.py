@@ -1,9 +1,23 @@
-"""Context distillation loss of DeCLIP (SPEC §4).
+"""Context distillation loss of DeCLIP (SPEC §4, paper §3.3 "context distillation").
 
 Token correlations: L2-normalise every token; ``S_t = F^ F^T`` of the VFM teacher's patch tokens and
-``S_s = Q^ Q^T`` (``qq``) or ``(Q^ Q^T + K^ K^T) / 2`` (``csa``) of the student's last-block projections.
-``L_context = mean over images and rows i of || S_t[i, :] - S_s[i, :] ||_2`` (row-wise L2 norm, not
-squared). Padded tokens take part unless a validity mask is given (``use_mask``).
+``S_s = Q^ Q^T`` (``qq``), ``K^ K^T`` (``kk``) or ``(Q^ Q^T + K^ K^T) / 2`` (``csa``) of the student's
+last-block projections. ``L_context = mean over images and rows i of || S_t[i, :] - S_s[i, :] ||_2``
+(row-wise L2 norm, not squared). Padded tokens take part unless a validity mask is given
+(``use_mask``).
+
+How the attention heads enter ``S_s`` (``head_mode``) differs between the public sources:
+
+* ``'merged'`` (default): each token's projection is normalised over the full width (heads
+  concatenated), one correlation per image. This is the ``qq``/``kk`` branch of
+  ``get_student_context_similarity`` in the official ``src/training/declip.py`` and the ``csa``
+  branch of ``compute_student_intra_image_similarity`` in the later ``declip_plus.py``.
+* ``'per_head'``: each head's slice (width d = D / H) is normalised on its own, giving one correlation
+  per (image, head); the loss is the mean over images, heads and rows of
+  ``|| S_t[b, i, :] - S_s[b, h, i, :] ||_2`` (the teacher correlation is compared with every head's).
+  This is the ``csa_vfm_distill`` branch of the official ``declip.py`` on the main branch, which
+  broadcasts a (1, N, N) teacher against (H, N, N) student correlations and therefore only runs at one
+  image per GPU; here it runs at any batch size and equals the public value at batch 1.
 """
 from __future__ import annotations
 
@@ -15,7 +29,10 @@ from torch import Tensor
 
 from ...registry import MODELS
 
-__all__ = ['ContextDistillLoss', 'token_correlation']
+__all__ = ['ContextDistillLoss', 'token_correlation', 'per_head_token_correlation',
+           'HEAD_MODES']
+
+HEAD_MODES = ('merged', 'per_head')
 
 
 def token_correlation(feats: Sequence[Tensor]) -> Tensor:
@@ -28,6 +45,24 @@ def token_correlation(feats: Sequence[Tensor]) -> Tensor:
     return out / len(feats)
 
 
+def per_head_token_correlation(feats: Sequence[Tensor], num_heads: int) -> Tensor:
+    """Mean over the given maps of the per-head ``X^_h X^_h^T``: each (B, H*d, h, w) -> (B, H, hw, hw).
+
+    Channels are the heads concatenated (head ``j`` holds channels ``j*d .. (j+1)*d - 1``), the layout
+    of the backbone's ``context_q`` / ``context_k``.
+    """
+    out = None
+    for f in feats:
+        b, c = f.shape[:2]
+        if c % num_heads:
+            raise ValueError(f'context width {c} is not divisible by num_heads={num_heads}')
+        t = f.flatten(2).transpose(1, 2).reshape(b, -1, num_heads, c // num_heads)
+        t = F.normalize(t, dim=-1).transpose(1, 2)  # (B, H, N, d)
+        s = t @ t.transpose(-1, -2)
+        out = s if out is None else out + s
+    return out / len(feats)
+
+
 @MODELS.register_module()
 class ContextDistillLoss(nn.Module):
     """Row-wise L2 distance between student and VFM token-correlation matrices.
@@ -35,16 +70,23 @@ class ContextDistillLoss(nn.Module):
     Args:
         loss_weight (float): λ. Defaults to 0.1 (the public training scripts).
         use_mask (bool): drop padded tokens (rows and columns) when a mask is given. Default False.
+        head_mode (str): ``'merged'`` (heads concatenated before normalising; default) or
+            ``'per_head'`` (one correlation per head, the main branch's ``csa_vfm_distill``); see
+            the module docstring. ``'per_head'`` needs ``num_heads`` at call time (the distiller
+            passes the student's).
         loss_name (str): defaults to ``'loss_context'``.
     """
 
     def __init__(self, loss_weight: float = 0.1, use_mask: bool = False,
-                 loss_name: str = 'loss_context') -> None:
+                 head_mode: str = 'merged', loss_name: str = 'loss_context') -> None:
         super().__init__()
         if not loss_name.startswith('loss_'):
             raise ValueError(f'loss_name must start with "loss_", got {loss_name!r}')
+        if head_mode not in HEAD_MODES:
+            raise ValueError(f'head_mode must be one of {HEAD_MODES}, got {head_mode!r}')
         self.loss_weight = float(loss_weight)
         self.use_mask = bool(use_mask)
+        self.head_mode = head_mode
         self._loss_name = loss_name
 
     @property
@@ -52,25 +94,35 @@ class ContextDistillLoss(nn.Module):
         return self._loss_name
 
     def forward(self, student: Sequence[Tensor], teacher: Tensor,
-                valid: Optional[Tensor] = None) -> Tensor:
+                valid: Optional[Tensor] = None, num_heads: Optional[int] = None) -> Tensor:
         """
         Args:
-            student (list[Tensor]): [Q] or [Q, K], each (B, D, h, w); resized bilinearly to the
-                teacher grid if they differ.
+            student (list[Tensor]): [Q], [K] or [Q, K], each (B, D, h, w); resized bilinearly to
+                the teacher grid if they differ.
             teacher (Tensor): (B, C, h, w) VFM patch features.
             valid (Tensor, optional): (B, h, w) bool, tokens inside the image (used if ``use_mask``).
+            num_heads (int, optional): H, needed by ``head_mode='per_head'``.
+
+        Returns:
+            Tensor: scalar, ``loss_weight * L_context``.
         """
         hw = teacher.shape[-2:]
         student = [s if s.shape[-2:] == hw else
                    F.interpolate(s, size=hw, mode='bilinear', align_corners=False) for s in student]
-        s_s = token_correlation(student)
-        s_t = token_correlation([teacher.to(s_s.dtype)])
-        diff = s_t - s_s
+        if self.head_mode == 'per_head':
+            if not num_heads or num_heads < 1:
+                raise ValueError("head_mode='per_head' needs num_heads (the student's head count)")
+            s_s = per_head_token_correlation(student, int(num_heads))       # (B, H, N, N)
+            s_t = token_correlation([teacher.to(s_s.dtype)])[:, None]        # (B, 1, N, N)
+        else:
+            s_s = token_correlation(student)[:, None]                        # (B, 1, N, N)
+            s_t = token_correlation([teacher.to(s_s.dtype)])[:, None]
+        diff = s_t - s_s                                                     # (B, H or 1, N, N)
         if self.use_mask and valid is not None:
-            m = valid.flatten(1).to(diff.dtype)  # (B, N)
-            row_norm = ((diff * m[:, None, :]) ** 2).sum(-1).clamp_min(0).sqrt()  # drop columns
-            per_image = (row_norm * m).sum(-1) / m.sum(-1).clamp_min(1)           # drop rows
-            loss = per_image.mean()
+            m = valid.flatten(1).to(diff.dtype)[:, None]                     # (B, 1, N)
+            row_norm = ((diff * m[..., None, :]) ** 2).sum(-1).clamp_min(0).sqrt()  # drop columns
+            per_map = (row_norm * m).sum(-1) / m.sum(-1).clamp_min(1)               # drop rows
+            loss = per_map.mean()
         else:
             loss = diff.norm(dim=-1).mean()
         return self.loss_weight * loss
