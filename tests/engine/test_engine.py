@@ -54,25 +54,32 @@ def test_merge_weights():
     assert torch.equal(out['n'], torch.tensor([7]))
 
 
-def test_openai_qq_keeps_k_rows_of_fused_in_proj():
+@pytest.mark.parametrize('mode, frozen_rows', [('qq', 1), ('kk', 0)])
+def test_openai_keeps_unused_rows_of_fused_in_proj(mode, frozen_rows):
+    """qq: the K rows of the last block's fused in_proj stay CLIP's; kk: the Q rows do."""
     from declip_mm.models import DeCLIPDistiller
     from declip_mm.testing import tiny_clip_config
     torch.manual_seed(0)
     m = DeCLIPDistiller(student=dict(type='DeCLIPVisionTransformer',
-                                     model_name=tiny_clip_config('openai'), attn_mode='qq'),
+                                     model_name=tiny_clip_config('openai'), attn_mode=mode),
                         vfm_teacher=None, context_loss=None)
     wrapper = DeCLIPOptimWrapperConstructor(dict(optimizer=dict(type='AdamW', lr=1e-2,
                                                                 weight_decay=0.1)))(m)
-    w = m.student.visual.transformer.resblocks[-1].attn.in_proj_weight
+    attn = m.student.visual.transformer.resblocks[-1].attn
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
     d = m.student.width
     with torch.no_grad():  # the Runner loads weights *after* building the optimizer
         w.add_(torch.randn_like(w))
-    before = w.detach().clone()
+        bias.add_(torch.randn_like(bias))
+    before, before_b = w.detach().clone(), bias.detach().clone()
     rois = torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]])
     data = dict(student=torch.randn(1, 3, 32, 32), crops=torch.randn(1, 3, 32, 32), rois=rois)
     for _ in range(2):
         loss = sum(m.loss(data).values())
         wrapper.update_params(loss)
-    assert torch.equal(w[d:2 * d], before[d:2 * d])         # K rows: frozen
-    assert not torch.equal(w[:d], before[:d])               # Q rows: trained
-    assert not torch.equal(w[2 * d:], before[2 * d:])       # V rows: trained
+    for j in range(3):
+        rows = slice(j * d, (j + 1) * d)
+        if j == frozen_rows:
+            assert torch.equal(w[rows], before[rows]) and torch.equal(bias[rows], before_b[rows])
+        else:
+            assert not torch.equal(w[rows], before[rows]), j

@@ -134,3 +134,76 @@ def test_teacher_bf16_option():
     assert emb.dtype == torch.float32 and vfm.dtype == torch.float32
     with pytest.raises(ValueError, match='teacher_dtype'):
         make(teacher_dtype='int8')
+
+
+# --- which projection is distilled and trained, per mode (issue 11) ------------------------------
+_PROJ = {'q': 'q_proj', 'k': 'k_proj', 'v': 'v_proj'}
+
+
+def _last_attn_grads(m):
+    """{'q'|'k'|'v': (requires_grad, gradient norm)} of the last block's projections."""
+    out = {}
+    attn = m.student.visual.trunk.blocks[-1].attn
+    for key, name in _PROJ.items():
+        w = getattr(attn, name).weight
+        out[key] = (w.requires_grad, 0.0 if w.grad is None else float(w.grad.norm()))
+    return out
+
+
+@pytest.mark.parametrize('mode, trained, frozen', [
+    ('qq', {'q', 'v'}, {'k'}),
+    ('kk', {'k', 'v'}, {'q'}),
+    ('csa', {'q', 'k', 'v'}, set()),
+])
+def test_gradient_reaches_the_distilled_projection_only(mode, trained, frozen):
+    """Official src/training/utils.py: qq freezes k_proj, kk freezes q_proj (and q_bias)."""
+    m = make(mode).train()
+    b = batch()
+    # context loss alone: only the distilled projection(s) get a gradient from it
+    m.loss(b)['loss_context'].backward()
+    g = _last_attn_grads(m)
+    for key in trained - {'v'}:
+        assert g[key][0] and g[key][1] > 0, (mode, key, g)
+    for key in frozen:
+        assert not g[key][0] and g[key][1] == 0.0, (mode, key, g)
+    assert g['v'][1] == 0.0  # V is not part of the context
+    q_bias = m.student.visual.trunk.blocks[-1].attn.q_proj.bias
+    assert q_bias.requires_grad == (mode != 'kk')
+    # the whole loss trains every trainable tensor (DDP needs no find_unused_parameters)
+    m.zero_grad()
+    sum(m.loss(b).values()).backward()
+    missing = [n for n, p in m.student.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, (mode, missing)
+
+
+@pytest.mark.parametrize('mode', ['qq', 'kk', 'csa'])
+def test_context_loss_uses_the_modes_projection(mode):
+    m = make(mode).eval()
+    b = batch()
+    with torch.no_grad():
+        losses = m.loss(b)
+        out = m.student(b['student'])
+        vfm = m.vfm_teacher(b['vfm'])
+    feats = {'qq': lambda: [out['context_q']], 'kk': lambda: [out['context_k']],
+             'csa': lambda: [out['context_q'], out['context_k']]}[mode]()
+    assert rel_err(losses['loss_context'], m.context_loss(feats, vfm)) <= 1e-6
+
+
+def test_per_head_option_passes_the_students_heads():
+    m = make('csa', context_loss=dict(type='ContextDistillLoss', loss_weight=1.0,
+                                      head_mode='per_head')).eval()
+    b = batch()
+    with torch.no_grad():
+        loss = m.loss(b)['loss_context']
+        out = m.student(b['student'])
+        vfm = m.vfm_teacher(b['vfm'])
+    H = m.student.num_heads
+    assert H > 1
+    from declip_mm.models.losses.context_distill_loss import (per_head_token_correlation,
+                                                               token_correlation)
+    s = per_head_token_correlation([out['context_q'], out['context_k']], H)
+    ref = (token_correlation([vfm])[:, None] - s).norm(dim=-1).mean()
+    assert rel_err(loss, ref) <= 1e-6
+    with pytest.raises(ValueError, match='does not apply'):
+        make('vanilla', context_source='content',
+             context_loss=dict(type='ContextDistillLoss', head_mode='per_head'))
