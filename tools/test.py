@@ -6,7 +6,8 @@
 
 CHECKPOINT may be omitted for training-free configs (the config's local weights are used), be a
 CLIP / DeCLIP image-tower checkpoint (it becomes ``model.backbone.pretrained``; its stored attn_mode
-must match the config's) or an mmengine checkpoint of the whole model (``load_from``).
+must fit the config's: the same mode, or a qq / kk checkpoint evaluated in csa as the official
+evaluator does; the table is in docs/method.md) or an mmengine checkpoint of the whole model (``load_from``).
 """
 import argparse
 import os

@@ -2,7 +2,8 @@
 
 * a CLIP / DeCLIP image-tower checkpoint (any format of SPEC §1, e.g. the α-merged export written after
   each training epoch) becomes ``model.backbone.pretrained``; its stored ``attn_mode`` must match the
-  config's (checked here, before anything is built, with a message naming both);
+  config's or be a ``qq``/``kk`` checkpoint evaluated in ``csa`` (checked here, before anything is
+  built; refused pairs raise a message naming both, see ``models/layers/mode_pairs.py``);
 * an mmengine checkpoint of a whole segmentor (keys ``backbone.*``) becomes ``load_from``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 
 from ..converters import to_open_clip_state_dict, unwrap_checkpoint
-from ..models.layers import DECOUPLED_MODES
+from ..models.layers import check_mode_pair
 from ..utils import check_local_file
 from ..utils.safe_globals import mmengine_checkpoint_globals
 
@@ -50,13 +51,10 @@ def apply_test_checkpoint(cfg: Config, path: str) -> str:
         cfg.load_from = path
         return kind
     want = model_cfg.backbone.get('attn_mode', 'csa')
-    have = meta.get('attn_mode')
-    if have in DECOUPLED_MODES and want in DECOUPLED_MODES and have != want:
-        raise ValueError(
-            f'checkpoint {path} was trained with attn_mode={have!r} but the config evaluates with '
-            f'attn_mode={want!r}. A mode mismatch silently ruins results; pass '
-            f'--cfg-options model.backbone.attn_mode={have} (or model.backbone.check_mode=False to '
-            'force it).')
+    if model_cfg.backbone.get('check_mode', True):
+        # refused pairs fail here, before anything is built (the table: layers/mode_pairs.py); the
+        # info line of an accepted cross-mode pair is printed once, when the backbone loads it
+        check_mode_pair(meta.get('attn_mode'), want, f'checkpoint {path}')
     model_cfg.backbone.pretrained = path
     return kind
 

@@ -105,15 +105,38 @@ def test_other_architecture_is_a_clear_error(tmp_path):
         wide.init_weights()
 
 
-def test_mode_mismatch_refused(tmp_path):
+@pytest.mark.parametrize('trained, evaluated, outcome', [
+    ('csa', 'csa', 'ok'), ('qq', 'qq', 'ok'), ('kk', 'kk', 'ok'),
+    ('qq', 'csa', 'info'), ('kk', 'csa', 'info'),
+    ('csa', 'qq', 'refused'), ('csa', 'kk', 'refused'), ('kk', 'qq', 'refused'),
+    ('qq', 'kk', 'refused'),
+])
+def test_mode_pairs(tmp_path, monkeypatch, trained, evaluated, outcome):
+    """The allowed (trained, evaluated) table of docs/method.md."""
+    import declip_mm.models.backbones.declip_vit as declip_vit
+    logged = []
+    monkeypatch.setattr(declip_vit, 'print_log', lambda msg, **kw: logged.append(msg))
     bb, te = _pair(tiny_clip_config('eva02'), 0)
-    path = str(tmp_path / 'qq.pth')
-    torch.save({'state_dict': open_clip_state_dict(bb, te, True), 'meta': {'attn_mode': 'qq'}}, path)
-    with pytest.raises(ValueError, match="attn_mode='qq'"):
-        DeCLIPVisionTransformer(tiny_clip_config('eva02'), pretrained=path, attn_mode='csa').init_weights()
-    ok = DeCLIPVisionTransformer(tiny_clip_config('eva02'), pretrained=path, attn_mode='qq')
-    ok.init_weights()
-    assert ok.checkpoint_meta['attn_mode'] == 'qq'
+    path = str(tmp_path / f'{trained}.pth')
+    torch.save({'state_dict': open_clip_state_dict(bb, te, True), 'meta': {'attn_mode': trained}},
+               path)
+    model = DeCLIPVisionTransformer(tiny_clip_config('eva02'), pretrained=path, attn_mode=evaluated)
+    if outcome == 'refused':
+        with pytest.raises(ValueError, match=f"trained with attn_mode='{trained}'.*"
+                                             f"attn_mode='{evaluated}'") as e:
+            model.init_weights()
+        assert "evaluates every DeCLIP checkpoint with attn_mode='csa'" in str(e.value)
+        assert 'check_mode=False' not in str(e.value)
+        # check_mode=False still overrides for experiments
+        DeCLIPVisionTransformer(tiny_clip_config('eva02'), pretrained=path, attn_mode=evaluated,
+                                check_mode=False).init_weights()
+        return
+    model.init_weights()
+    assert model.checkpoint_meta['attn_mode'] == trained
+    infos = [m for m in logged if 'untouched' in m]
+    assert len(infos) == (1 if outcome == 'info' else 0)
+    if outcome == 'info':
+        assert f"trained with attn_mode='{trained}'" in infos[0] and "'csa'" in infos[0]
 
 
 def test_pos_embed_of_other_grid_is_resized(tmp_path):

@@ -41,19 +41,27 @@ def test_out_dir_and_tta(tmp_path):
     assert len(os.listdir(out)) == 2
 
 
-def test_checkpoint_mode_mismatch_refused(tmp_path):
+def test_checkpoint_mode_pairs(tmp_path):
+    """csa weights in a qq config are refused (without advising to leave csa); a qq export runs in
+    the csa configs, as the official evaluator runs every checkpoint."""
     from declip_mm.models import DeCLIPVisionTransformer
     data = write_all_fixtures(tmp_path / 'data')
     opts = tiny_options(tmp_path)
     bb = DeCLIPVisionTransformer(opts[0].split('=', 1)[1])
-    ckpt = tmp_path / 'declip_qq.pth'
     sd = {'visual.' + k: v for k, v in bb.visual.state_dict().items()}
-    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'qq'}}, ckpt)
-    args = [tf_config('voc20'), str(ckpt), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
-            *opts, data_root_opt(data, 'voc20')]
-    with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
-        test_tool.main(args)
-    metrics = test_tool.main(args + ['model.backbone.attn_mode=qq'])
+    ckpts = {}
+    for mode in ('qq', 'csa'):
+        ckpts[mode] = tmp_path / f'declip_{mode}.pth'
+        torch.save({'state_dict': sd, 'meta': {'attn_mode': mode}}, ckpts[mode])
+
+    def args(mode):
+        return [tf_config('voc20'), str(ckpts[mode]), '--work-dir', str(tmp_path / 'wd'),
+                '--cfg-options', *opts, data_root_opt(data, 'voc20')]
+    with pytest.raises(ValueError, match="trained with attn_mode='csa'.*attn_mode='qq'") as e:
+        test_tool.main(args('csa') + ['model.backbone.attn_mode=qq'])
+    assert "published protocol evaluates every DeCLIP checkpoint with attn_mode='csa'" in str(e.value)
+    assert 'attn_mode=qq' not in str(e.value).replace("attn_mode='qq'", '')  # no switch advice
+    metrics = test_tool.main(args('qq'))
     assert 'mIoU' in metrics
 
 

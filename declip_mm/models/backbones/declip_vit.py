@@ -29,6 +29,7 @@ from ...converters import match_state_dict, split_prefix, to_open_clip_state_dic
 from ...registry import MODELS
 from ...utils import check_local_file, load_weight_file
 from ..layers import DECOUPLED_MODES, check_attn_mode, decoupled_attention, resize_pos_embed
+from ..layers.mode_pairs import check_mode_pair
 from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
                           resolve_clip_config, tower_ops)
 
@@ -54,8 +55,9 @@ class DeCLIPVisionTransformer(BaseModule):
         with_cp (bool): gradient checkpointing of blocks 0..L-2 in training. Defaults to False.
         quick_gelu (bool, optional): activation of OpenAI towers; ``None`` picks QuickGELU for the
             OpenAI model names (their weights were trained with it). Ignored by EVA02.
-        check_mode (bool): refuse a checkpoint whose ``meta['attn_mode']`` (a decoupled mode) differs
-            from ``attn_mode``. Defaults to True.
+        check_mode (bool): check the checkpoint's ``meta['attn_mode']`` against ``attn_mode``: the
+            same mode or ``csa`` evaluation of a ``qq``/``kk`` checkpoint (info line) pass, other
+            decoupled pairs are refused (table in ``layers/mode_pairs.py``). Defaults to True.
         init_cfg (dict, optional): mmengine init config (unused by default).
     """
 
@@ -175,12 +177,11 @@ class DeCLIPVisionTransformer(BaseModule):
                                   meta: Optional[Dict[str, Any]] = None) -> None:
         """Load ``visual.*`` weights of an open_clip-layout state dict (strict, with clear errors)."""
         meta = meta or {}
-        ckpt_mode = meta.get('attn_mode')
-        if (self.check_mode and ckpt_mode in DECOUPLED_MODES and self.attn_mode in DECOUPLED_MODES
-                and ckpt_mode != self.attn_mode):
-            raise ValueError(f'{source} was trained with attn_mode={ckpt_mode!r} but the backbone is '
-                             f'configured with attn_mode={self.attn_mode!r}; set attn_mode to match '
-                             '(a mismatch silently ruins results) or check_mode=False to override')
+        if self.check_mode and meta.get('attn_mode') in DECOUPLED_MODES:
+            # allowed (trained, evaluated) pairs: the table in layers/mode_pairs.py
+            info = check_mode_pair(meta['attn_mode'], self.attn_mode, source)
+            if info:
+                print_log(info, logger='current', level=logging.INFO)
         visual_sd = split_prefix(sd, 'visual.')
         if not visual_sd:
             raise ValueError(f'{source} holds no image-tower (visual.*) weights')

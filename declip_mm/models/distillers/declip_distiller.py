@@ -13,8 +13,9 @@ Trainable set (SPEC §5): every student block except the last block's unused FFN
 projection the mode does not distil: k_proj in ``qq``, q_proj (weight and bias) in ``kk`` (the
 official ``src/training/utils.py`` freeze lists); frozen: patch embedding, CLS, position embedding,
 pre-norm, final norm, projection head. The context distilled per mode (official
-``eva_vit_model.py`` ``ss_attn`` outputs): Q in ``qq``, K in ``kk``, Q and K in ``csa``. Teachers are frozen, in eval mode and outside the state dict (they are rebuilt
-from their local weights / the student's initial weights), so checkpoints hold the student only.
+``eva_vit_model.py`` ``ss_attn`` outputs): Q in ``qq``, K in ``kk``, Q and K in ``csa``. Teachers are
+frozen, in eval mode and outside the state dict (they are rebuilt from their local weights / the
+student's initial weights), so checkpoints hold the student only.
 """
 from __future__ import annotations
 
