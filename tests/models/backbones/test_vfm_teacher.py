@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from declip_reference import rel_err
+
 from declip_mm.models import VFMTeacher
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=56)
@@ -55,23 +57,68 @@ def test_frozen_and_input_side():
         t(torch.randn(1, 3, 50, 56))
 
 
+SAM_TINY = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1, ), img_size=64,
+                window_size=2)
+
+
+def reference_sam_forward(model, x, grid_hw):
+    """Float64 forward of the official SAM ablation: patch embedding, the 64x64 (here 4x4) absolute
+    position embedding resized bicubically to the input grid (official image_encoder.py
+    rescale_positional_embedding), segment_anything's blocks and neck."""
+    import copy
+    m = copy.deepcopy(model).double()
+    t = m.patch_embed(x.double())
+    h, w = t.shape[1:3]
+    pos = m.pos_embed
+    if (h, w) != tuple(grid_hw):
+        pos = torch.nn.functional.interpolate(pos.permute(0, 3, 1, 2), (h, w), mode='bicubic',
+                                              align_corners=False).permute(0, 2, 3, 1)
+    t = t + pos
+    for blk in m.blocks:
+        t = blk(t)
+    return m.neck(t.permute(0, 3, 1, 2))
+
+
 def test_sam_teacher(tmp_path):
     pytest.importorskip('segment_anything')
-    args = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1, ), img_size=64,
-                window_size=2)
     torch.manual_seed(0)
-    t = VFMTeacher('sam_vitb', arch_overrides=args)
+    t = VFMTeacher('sam_vitb', arch_overrides=SAM_TINY)
     x = torch.randn(1, 3, 64, 64)
     out = t(x)
-    assert out.shape == (1, 256, 4, 4) and t.input_side(560, 16) == 64
+    assert out.shape == (1, 256, 4, 4)
     torch.save({'image_encoder.' + k: v for k, v in t.model.state_dict().items()},
                tmp_path / 'sam.pth')
     torch.manual_seed(1)
-    fresh = VFMTeacher('sam_vitb', pretrained=str(tmp_path / 'sam.pth'), arch_overrides=args)
+    fresh = VFMTeacher('sam_vitb', pretrained=str(tmp_path / 'sam.pth'), arch_overrides=SAM_TINY)
     fresh.init_weights()
     assert torch.allclose(fresh(x), out, atol=1e-6)
-    with pytest.raises(ValueError, match='takes 64x64'):
-        t(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match='not a multiple of the patch 16'):
+        t(torch.randn(1, 3, 40, 48))
+
+
+@pytest.mark.parametrize('hw', [(3, 3), (7, 5), (6, 6)])
+def test_sam_teacher_takes_the_student_letterbox(hw):
+    """The official SAM ablation: SAM sees the 560 letterbox (35 x 35 tokens, its position embedding
+    rescaled) instead of a 1024 input; here tiny grids around the 4 x 4 native one."""
+    pytest.importorskip('segment_anything')
+    torch.manual_seed(0)
+    t = VFMTeacher('sam_vitb', arch_overrides=SAM_TINY)
+    with torch.no_grad():
+        t.model.pos_embed.normal_()  # SAM's init is zeros: make the resize visible
+    assert t.input_side(560, 16) == 560 and t.input_side(64, 16) == 64
+    x = torch.randn(2, 3, 16 * hw[0], 16 * hw[1])
+    out = t(x)
+    ref = reference_sam_forward(t.model, x, (4, 4))
+    assert out.shape == (2, 256, *hw) and out.dtype == torch.float32
+    assert rel_err(out, ref) <= 1e-5
+    # half precision, as the official build_vfm(...).half(): fp16 weights, fp32 output
+    t16 = VFMTeacher('sam_vitb', arch_overrides=SAM_TINY, precision='fp16')
+    t16.model.load_state_dict(t.model.state_dict())
+    assert all(p.dtype == torch.float16 for p in t16.parameters())
+    out16 = t16(x)
+    assert out16.dtype == torch.float32 and 0 < rel_err(out16, ref) <= 2e-2
+    with pytest.raises(ValueError, match="precision must be None or 'fp16'"):
+        VFMTeacher('sam_vitb', arch_overrides=SAM_TINY, precision='bf16')
 
 
 def test_bad_arch_and_file(tmp_path):
@@ -85,24 +132,95 @@ def test_bad_arch_and_file(tmp_path):
         t.init_weights()
 
 
-def test_dinov2_position_interpolation_follows_hub_code():
-    """DINOv2's interpolate_pos_encoding: scale_factor (n + 0.1) / M, bicubic, no antialias."""
+def hub_interpolate_pos_encoding(pos_embed, H, W, patch, offset, antialias):
+    """facebookresearch/dinov2 DinoVisionTransformer.interpolate_pos_encoding, written from the hub
+    code in float64 (pos_embed holds the CLS slot first; ``B, nc, w, h = x.shape`` there, so its
+    ``w`` is the image height)."""
     import math
 
     import torch.nn.functional as F
+    w, h = H, W
+    N = pos_embed.shape[1] - 1
+    M = int(math.sqrt(N))
+    w0, h0 = w // patch, h // patch
+    if w0 * h0 == N and w == h:
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:, 0], pos_embed[:, 1:]
+    kwargs = {}
+    if offset:
+        kwargs['scale_factor'] = (float(w0 + offset) / M, float(h0 + offset) / M)
+    else:
+        kwargs['size'] = (w0, h0)
+    patch_pos = F.interpolate(patch_pos.reshape(1, M, M, -1).permute(0, 3, 1, 2), mode='bicubic',
+                              antialias=antialias, **kwargs)
+    assert (w0, h0) == patch_pos.shape[-2:]
+    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, -1, pos_embed.shape[-1])
+    return torch.cat((cls_pos.unsqueeze(0), patch_pos), dim=1)
 
-    from declip_mm.models.backbones.vfm_teacher import dino_resize_pos_embed
+
+# (arch, the hub's interpolate_offset, interpolate_antialias): dinov2/hub/backbones.py builds the
+# register models with (0.0, True) and the others with the defaults (0.1, False); DINO v1's
+# interpolate_pos_encoding is the (0.1, False) rule.
+HUB_RULES = [('dinov2_vitb14_reg', 0.0, True), ('dinov2_vitb14', 0.1, False),
+             ('dino_vitb8', 0.1, False)]
+
+
+@pytest.mark.parametrize('arch, offset, antialias', HUB_RULES)
+@pytest.mark.parametrize('grid', [(3, 3), (7, 7), (5, 3), (35, 35)])
+def test_position_interpolation_follows_each_hub_model(arch, offset, antialias, grid):
+    from declip_mm.models.backbones.vfm_teacher import VFM_ARCHS, dino_resize_pos_embed
+    assert VFM_ARCHS[arch]['pos'] == dict(antialias=antialias, offset=offset)
+    g = torch.Generator().manual_seed(grid[0] * 10 + grid[1])
+    M, dim, p = 4, 8, 14
+    hub_pos = torch.randn(1, 1 + M * M, dim, dtype=torch.float64, generator=g)
+    ref = hub_interpolate_pos_encoding(hub_pos, grid[0] * p, grid[1] * p, p, offset, antialias)
+    # timm's register layout has no CLS slot (folded into cls_token): prefix 0; DINO keeps it
+    ours_grid = dino_resize_pos_embed(hub_pos[:, 1:].float(), grid, 0, (M, M), **VFM_ARCHS[arch]['pos'])
+    assert torch.allclose(ours_grid.double(), ref[:, 1:], atol=1e-5)
+    ours_cls = dino_resize_pos_embed(hub_pos.float(), grid, 1, (M, M), **VFM_ARCHS[arch]['pos'])
+    assert torch.allclose(ours_cls.double(), ref, atol=1e-5)
+    # the other rule gives different targets: the rule matters
+    other = [r for r in HUB_RULES if r[2] != antialias][0]
+    wrong = hub_interpolate_pos_encoding(hub_pos, grid[0] * p, grid[1] * p, p, other[1], other[2])
+    assert (wrong - ref).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('arch, offset, antialias', HUB_RULES)
+def test_teacher_forward_uses_its_hub_rule(arch, offset, antialias):
+    """End to end: the teacher's features equal timm's blocks fed with the hub-rule position table."""
     torch.manual_seed(0)
-    M, dim = 4, 8
-    pos = torch.randn(1, M * M, dim, dtype=torch.float64)
-    out = dino_resize_pos_embed(pos, (7, 7), 0, (M, M))
-    g = pos.reshape(1, M, M, dim).permute(0, 3, 1, 2)
-    s = (7 + 0.1) / math.sqrt(M * M)
-    ref = F.interpolate(g, scale_factor=(s, s), mode='bicubic', antialias=False)
-    assert torch.allclose(out, ref.permute(0, 2, 3, 1).reshape(1, 49, dim), atol=1e-6)  # fp32 like the hub
-    # differs from a size-based resize (the sampling positions move by up to ~0.1 token)
-    by_size = F.interpolate(g, size=(7, 7), mode='bicubic', align_corners=False)
-    assert not torch.allclose(ref, by_size)
-    assert dino_resize_pos_embed(pos, (M, M), 0, (M, M)) is pos
+    t = VFMTeacher(arch, arch_overrides=TINY)
+    m = t.model
+    with torch.no_grad():
+        m.pos_embed.normal_()
+    p = t.patch_size
+    grid = (5, 3)
+    x = torch.randn(2, 3, grid[0] * p, grid[1] * p)
+    n_pos_prefix = 0 if m.no_embed_class else m.num_prefix_tokens
+    pos = m.pos_embed.detach().double()
+    if n_pos_prefix == 0:  # add a dummy CLS slot for the hub function, drop it again
+        pos = torch.cat([torch.zeros_like(pos[:, :1]), pos], 1)
+    pos = hub_interpolate_pos_encoding(pos, x.shape[-2], x.shape[-1], p, offset, antialias)
+    pos = pos[:, 1 - n_pos_prefix:].float() if n_pos_prefix == 0 else pos.float()
+    with torch.no_grad():
+        tok = m.patch_embed.norm(m.patch_embed.proj(x).flatten(2).transpose(1, 2))
+        prefix = [m.cls_token.expand(2, -1, -1)]
+        if getattr(m, 'reg_token', None) is not None:
+            prefix.append(m.reg_token.expand(2, -1, -1))
+        if m.no_embed_class:
+            tok = torch.cat(prefix + [tok + pos], 1)
+        else:
+            tok = torch.cat(prefix + [tok], 1) + pos
+        tok = m.norm_pre(tok)
+        for blk in m.blocks:
+            tok = blk(tok)
+        ref = m.norm(tok)[:, m.num_prefix_tokens:].transpose(1, 2).reshape(2, -1, *grid)
+    assert torch.allclose(t(x), ref, atol=1e-5)
+
+
+def test_native_grid_and_rectangles():
+    from declip_mm.models.backbones.vfm_teacher import dino_resize_pos_embed
+    pos = torch.randn(1, 16, 8)
+    assert dino_resize_pos_embed(pos, (4, 4), 0, (4, 4)) is pos
     t = VFMTeacher('dinov2_vitb14_reg', arch_overrides=TINY)
     assert t(torch.randn(1, 3, 14 * 5, 14 * 3)).shape == (1, 32, 5, 3)
