@@ -45,25 +45,54 @@ def _pipeline(cfg, typ, key=None):
             and (key is None or t.get('key') == key)][0]
 
 
-@pytest.mark.parametrize('name, clip, vfm, crop, vfm_side, batch, alpha, tau', [
-    ('declip_vitb_dinov2', 'EVA02-B-16', 'dinov2_vitb14_reg', 224, 490, 4, 0.7, 1.0),
-    ('declip_vitl_dinov2', 'EVA02-L-14-336', 'dinov2_vitl14_reg', 336, 560, 2, 0.95, 1.0),
-    ('declip_openai-vitb16_dinov2', 'ViT-B-16', 'dinov2_vitb14_reg', 224, 490, 4, 0.7, None),
-    ('declip_vitb_dino-b16', 'EVA02-B-16', 'dino_vitb16', 224, 560, 4, 0.7, 1.0),
-    ('declip_vitb_dino-b8', 'EVA02-B-16', 'dino_vitb8', 224, 280, 4, 0.7, 1.0),
-    ('declip_vitb_sam-b', 'EVA02-B-16', 'sam_vitb', 224, 1024, 4, 0.7, 1.0),
-])
-def test_distillation_recipe(name, clip, vfm, crop, vfm_side, batch, alpha, tau):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'declip', name + '.py'))
+B16 = ('EVA02-B-16', 224, 4, 0.7)                 # student, teacher crop, batch per GPU, alpha
+L14 = ('EVA02-L-14-336', 336, 2, 0.95)
+OAI = ('ViT-B-16', 224, 4, 0.7)
+EVA_ADAM = ((0.9, 0.999), 1e-8)
+OPENAI_ADAM = ((0.9, 0.98), 1e-6)  # official params.py get_default_params for "vit" names
+SCRIPT_B = 'declip_eva02-b16_dinov2-b_4xb4-6e_coco-560_'
+# config: (student/crop/batch/alpha, VFM arch, VFM side, mode, tau, context weight, content weight,
+#          head mode, Adam (betas, eps), VFM precision)
+RECIPES = {
+    # entry points
+    'declip_vitb_dinov2': (B16, 'dinov2_vitb14_reg', 490, 'csa', 1.0, 0.25, 1.0, 'merged', EVA_ADAM,
+                           None),
+    'declip_vitl_dinov2': (L14, 'dinov2_vitl14_reg', 560, 'csa', 1.0, 0.1, 1.0, 'merged', EVA_ADAM,
+                           None),
+    # named reproductions (releases, public scripts, the main branch's csa loss)
+    SCRIPT_B + 'csa-0.25-release-seg': (B16, 'dinov2_vitb14_reg', 490, 'csa', 1.0, 0.25, 1.0,
+                                        'merged', EVA_ADAM, None),
+    SCRIPT_B + 'csa-0.05-2.0-release-catseg': (B16, 'dinov2_vitb14_reg', 490, 'csa', 1.0, 0.05, 2.0,
+                                               'merged', EVA_ADAM, None),
+    SCRIPT_B + 'qq-0.1-script': (B16, 'dinov2_vitb14_reg', 490, 'qq', 1.0, 0.1, 1.0, 'merged',
+                                 EVA_ADAM, None),
+    'declip_eva02-l14-336_dinov2-l_4xb2-6e_coco-560_qq-0.1-script': (
+        L14, 'dinov2_vitl14_reg', 560, 'qq', 1.0, 0.1, 1.0, 'merged', EVA_ADAM, None),
+    SCRIPT_B + 'csa-per-head-0.1-main': (B16, 'dinov2_vitb14_reg', 490, 'csa', 1.0, 0.1, 1.0,
+                                         'per_head', EVA_ADAM, None),
+    # OpenAI tower and the VFM ablations (the public script with vfm_type=...)
+    'declip_openai-vitb16_dinov2': (OAI, 'dinov2_vitb14_reg', 490, 'csa', None, 0.25, 1.0, 'merged',
+                                    OPENAI_ADAM, None),
+    'declip_vitb_dino-b16': (B16, 'dino_vitb16', 560, 'qq', 1.0, 0.1, 1.0, 'merged', EVA_ADAM, None),
+    'declip_vitb_dino-b8': (B16, 'dino_vitb8', 280, 'qq', 1.0, 0.1, 1.0, 'merged', EVA_ADAM, None),
+    'declip_vitb_sam-b': (B16, 'sam_vitb', 560, 'qq', 1.0, 0.1, 1.0, 'merged', EVA_ADAM, 'fp16'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_distillation_recipe(name):
+    ((clip, crop, batch, alpha), vfm, vfm_side, mode, tau, ctx_w, content_w, head_mode,
+     (betas, eps), precision) = RECIPES[name]
+    path = osp.join(ROOT, 'configs', 'declip', name + '.py')
+    cfg = Config.fromfile(path)
     m = cfg.model
     assert m.type == 'DeCLIPDistiller' and m.student.model_name == clip
-    assert m.student.attn_mode == 'csa' and m.student.attn_scale == tau
-    assert m.vfm_teacher.arch == vfm
-    assert m.content_loss.loss_weight == 1.0 and m.context_loss.loss_weight == 0.1
-    assert not m.context_loss.use_mask
+    assert m.student.attn_mode == mode and m.student.attn_scale == tau
+    assert m.vfm_teacher.arch == vfm and m.vfm_teacher.get('precision') == precision
+    assert m.content_loss.loss_weight == content_w and m.context_loss.loss_weight == ctx_w
+    assert m.context_loss.head_mode == head_mode and not m.context_loss.use_mask
     o = cfg.optim_wrapper
-    assert o.optimizer == dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8,
-                               weight_decay=0.1)
+    assert o.optimizer == dict(type='AdamW', lr=1e-5, betas=betas, eps=eps, weight_decay=0.1)
     assert o.constructor == 'DeCLIPOptimWrapperConstructor'
     (s, ) = cfg.param_scheduler
     assert (s.type, s.warmup_iters, s.end, s.by_epoch) == ('DeCLIPWarmupCosineLR', 1000, 6, True)
@@ -80,6 +109,28 @@ def test_distillation_recipe(name, clip, vfm, crop, vfm_side, batch, alpha, tau)
     assert grid['student_patch'] == (14 if 'L-14' in clip else 16)
     assert cfg.train_dataloader.dataset.type == 'UnlabeledImageDataset'
     assert not cfg.train_dataloader.persistent_workers
+    # the header says what the config reproduces (or that no public script / release trains it)
+    header = open(path).read().split('_base_')[0]
+    assert any(w in header for w in ('Reproduces', 'entry point', 'No public script or release')), \
+        name
+
+
+def test_every_distillation_config_is_pinned():
+    names = {osp.basename(p)[:-3] for p in glob.glob(osp.join(ROOT, 'configs', 'declip', '*.py'))}
+    unpinned = names - set(RECIPES) - {'declip_tiny-random_quickstart', 'declip_vitb_dinov2_qq',
+                                       'declip_vitb_dinov2_content-only',
+                                       'declip_vitb_dinov2_no-decouple'}
+    assert not unpinned, unpinned
+
+
+def test_release_config_equals_entry_point():
+    """The README's entry point is the eight-benchmark release recipe (docs/method.md)."""
+    def load(n):
+        return Config.fromfile(osp.join(ROOT, 'configs', 'declip', n + '.py'))
+    entry, release = load('declip_vitb_dinov2'), load(SCRIPT_B + 'csa-0.25-release-seg')
+    assert entry.model.to_dict() == release.model.to_dict()
+    assert entry.train_dataloader.to_dict() == release.train_dataloader.to_dict()
+    assert entry.optim_wrapper.to_dict() == release.optim_wrapper.to_dict()
 
 
 def test_ablation_configs():

@@ -1,5 +1,8 @@
-# Ablation: DINO ViT-B/8 as the VFM teacher (VFM side (560 // 16) * 8 = 280 -> 35 x 35 tokens).
-_base_ = ['./declip_vitb_dinov2.py']
+# VFM ablation: DINO ViT-B/8 as the VFM teacher. Reproduces the public training script
+# `scripts/dist_DeCLIP_eva_vitb16_coco.sh` with `vfm_type=dino-B-8` (qq, context weight 0.1; see
+# declip_eva02-b16_dinov2-b_4xb4-6e_coco-560_qq-0.1-script.py). VFM side (560 // 16) * 8 = 280 ->
+# 35 x 35 tokens; DINO's position embedding follows its hub rule (scale_factor (n + 0.1) / M).
+_base_ = ['./declip_eva02-b16_dinov2-b_4xb4-6e_coco-560_qq-0.1-script.py']
 vfm_patch = 8
 train_pipeline = [
     dict(type='LoadImageOrSkip'),

@@ -1,5 +1,9 @@
-# DeCLIP, EVA02-CLIP-L/14-336 student + DINOv2-L/14 (with registers): student 560 -> 40 x 40 tokens,
-# VFM 560 -> 40 x 40, teacher crops 336. Global batch 8 = 2 per GPU x 4 GPUs; alpha 0.95.
+# DeCLIP, EVA02-CLIP-L/14-336 student + DINOv2-L/14 (with registers): the README's ViT-L entry point.
+# Student 560 -> 40 x 40 tokens, VFM 560 -> 40 x 40, teacher crops 336. Global batch 8 = 2 per GPU x 4
+# GPUs; alpha 0.95 (the ViT-L script's). Mode csa (heads merged) like every DeCLIP release, context
+# weight 0.1 of the public ViT-L script: no official ViT-L release names its weight, so this is not a
+# reproduction of a named release. The exact public script (qq) is
+# declip_eva02-l14-336_dinov2-l_4xb2-6e_coco-560_qq-0.1-script.py.
 _base_ = ['./declip_vitb_dinov2.py']
 clip_model = 'EVA02-L-14-336'
 clip_weights = 'weights/EVA02_CLIP_L_336_psz14_s6B.pt'
@@ -20,7 +24,8 @@ train_pipeline = [
 ]
 model = dict(
     student=dict(model_name=clip_model, pretrained=clip_weights),
-    vfm_teacher=dict(arch='dinov2_vitl14_reg', pretrained=vfm_weights))
+    vfm_teacher=dict(arch='dinov2_vitl14_reg', pretrained=vfm_weights),
+    context_loss=dict(loss_weight=0.1))
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 auto_scale_lr = dict(base_batch_size=8)
 merge_alpha = 0.95
