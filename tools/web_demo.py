@@ -34,7 +34,7 @@ from PIL import Image
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HOST = '127.0.0.1'
 MAX_UPLOAD = 32 * 1024 * 1024
-SAMPLES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left')
+SAMPLES = ('astronaut', 'chelsea', 'coffee', 'rocket')  # shipped inside scikit-image's wheel
 PAGE = osp.join(ROOT, 'tools', 'web_demo.html')
 
 
@@ -54,9 +54,22 @@ def decode_data_url(url: str) -> np.ndarray:
         raise ValueError(f'cannot decode the uploaded image: {e}') from e
 
 
-def sample_photo(name: str) -> np.ndarray:
-    from skimage import data
-    return np.asarray(Image.fromarray(getattr(data, name)()).convert('RGB'))
+def sample_photos() -> dict:
+    """PNG bytes of scikit-image's bundled photos (none if scikit-image is missing)."""
+    out = {}
+    try:
+        from skimage import data
+    except ImportError:
+        return out
+    for name in SAMPLES:
+        try:
+            img = np.asarray(Image.fromarray(getattr(data, name)()).convert('RGB'))
+        except Exception:  # absent from this scikit-image, or it would have to download it
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format='PNG')
+        out[name] = buf.getvalue()
+    return out
 
 
 class SegmentationApp:
@@ -68,20 +81,13 @@ class SegmentationApp:
         self.lock = threading.Lock()  # one inference at a time: the segmentor's vocabulary is shared
         self.results: OrderedDict = OrderedDict()
         self.keep = keep
+        self.samples = sample_photos()
 
     def info(self) -> dict:
         seg = self.inferencer.model
         return dict(model=type(seg).__name__, backbone=getattr(seg.backbone, 'name', '?'),
                     protocol=self.inferencer.default_mode, random_weights=self.random_weights,
-                    samples=[s for s in SAMPLES if self._has_sample(s)])
-
-    @staticmethod
-    def _has_sample(name: str) -> bool:
-        try:
-            import skimage.data
-            return hasattr(skimage.data, name)
-        except ImportError:
-            return False
+                    samples=list(self.samples))
 
     def segment(self, payload: dict) -> dict:
         image = decode_data_url(payload.get('image'))
@@ -139,10 +145,8 @@ def make_handler(app: SegmentationApp, page: str):
             if path == '/info':
                 return self._json(app.info())
             m = re.match(r'^/sample/(\w+)\.png$', path)
-            if m and m.group(1) in app.info()['samples']:
-                buf = io.BytesIO()
-                Image.fromarray(sample_photo(m.group(1))).save(buf, format='PNG')
-                return self._send(HTTPStatus.OK, buf.getvalue(), 'image/png')
+            if m and m.group(1) in app.samples:
+                return self._send(HTTPStatus.OK, app.samples[m.group(1)], 'image/png')
             m = re.match(r'^/prob/(\w+)/(\d+)\.png$', path)
             if m:
                 try:

@@ -51,6 +51,12 @@ def test_http_api(server):
     assert web_demo.HOST == '127.0.0.1'
     info = json.loads(urllib.request.urlopen(url + '/info').read())
     assert info['protocol'] == 'slide' and 'RANDOM' in info['random_weights']
+    for name in info['samples']:  # scikit-image's bundled photos, served from memory
+        assert Image.open(io.BytesIO(urllib.request.urlopen(f'{url}/sample/{name}.png').read())).size
+    with pytest.raises(urllib.error.HTTPError, match='404'):
+        urllib.request.urlopen(url + '/sample/nothing.png')
+    with pytest.raises(urllib.error.HTTPError, match='404'):
+        urllib.request.urlopen(url + '/prob/unknown/0.png')
     buf = io.BytesIO()
     Image.fromarray(photo()).save(buf, format='PNG')
     image = 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
