@@ -41,9 +41,9 @@ def parse_args(argv=None):
     p.add_argument('--out', default='overlay.png', help='output PNG (one image)')
     p.add_argument('--out-dir', default=None,
                    help='write <name>_overlay.png, _labels.png, _probs.npz per image here')
-    p.add_argument('--mode', default=None, choices=['whole'],
-                   help="'whole': the resized image in one forward (quick) instead of the config's "
-                        'protocol (sliding windows for the benchmarks)')
+    p.add_argument('--mode', default='benchmark', choices=['benchmark', 'whole'],
+                   help="'benchmark': the config's test protocol (sliding windows for the "
+                        "training-free configs); 'whole': the resized image in one forward (quick)")
     p.add_argument('--batch-size', type=int, default=1)
     p.add_argument('--device', default='cpu')
     p.add_argument('--prob-thd', type=float, default=None, help='override the config prob_thd')
@@ -64,7 +64,8 @@ def main(argv=None):
     inferencer = DeCLIPInferencer(args.config, checkpoint=args.weights, device=args.device,
                                   cfg_options=args.cfg_options, text_checkpoint=args.text_weights,
                                   prob_thd=args.prob_thd)
-    results = inferencer(list(args.images), classes=classes, mode=args.mode,
+    results = inferencer(list(args.images), classes=classes,
+                         mode=None if args.mode == 'benchmark' else args.mode,
                          batch_size=args.batch_size, out_dir=args.out_dir)
     for res in results:
         if args.out_dir is None:

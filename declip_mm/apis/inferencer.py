@@ -14,7 +14,6 @@ and changing it really changes the classifier::
     inferencer(['a.jpg', 'b.jpg'], classes=[['cat'], ['dog', 'puppy']], out_dir='out/')
 
 Call graph::
-
     __call__(inputs, classes, mode, prob_thd, batch_size, out_dir)
       └─ set_classes            segmentor vocabulary (text embeddings cached per vocabulary by the
                                 text encoder; see :func:`set_segmentor_classes`)
@@ -26,7 +25,8 @@ Call graph::
 Low-confidence pixels (``prob_thd``): the benchmarks' configs send them to class 0 because class 0
 *is* the benchmark's background. For a user's list the first class is nothing special, so they are
 :data:`~declip_mm.apis.overlay.UNLABELED` (255) unless the list names a background class
-(a class with the name ``background``), which then receives them.
+(a class with the name ``background``), which then receives them. Class lists:
+:mod:`declip_mm.apis.vocabulary`.
 """
 from __future__ import annotations
 
@@ -44,43 +44,15 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ..datasets.class_names import load_class_names
 from .checkpoints import apply_test_checkpoint
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
+from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segmentor_classes
 
-__all__ = ['DeCLIPInferencer', 'SegResult', 'parse_classes', 'set_segmentor_classes',
-           'resolve_config', 'BACKGROUND_NAMES']
+__all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
 
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
-ClassesInput = Union[str, Sequence[Union[str, Sequence[str]]]]
-
-#: a class with one of these names receives the low-confidence pixels
-BACKGROUND_NAMES = ('background', )
 CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 DEFAULT_CONFIG = 'declip_eva02-b16_training-free_ade20k-448'
-
-
-def parse_classes(classes: ClassesInput, separator: str = ';') -> List[List[str]]:
-    """A class list in any of the accepted spellings -> one list of names per class.
-
-    Args:
-        classes: ``'person, man; sky'`` (classes split by ``;``, synonyms by ``,``), a class-name file
-            (one class per line, synonyms split by ``separator``), or a list whose entries are a name
-            or a list of synonyms.
-        separator: synonym separator inside a class-name file. Defaults to ``';'``.
-    """
-    if isinstance(classes, (str, os.PathLike)):
-        text = os.fspath(classes)
-        if osp.isfile(text):
-            return load_class_names(text, separator)
-        groups = [[n for n in c.split(',')] for c in text.split(';')]
-        groups = [[n.strip() for n in g if n.strip()] for g in groups]
-        names = [g for g in groups if g]
-    else:
-        names = load_class_names(list(classes))
-    if not names:
-        raise ValueError(f'no class names in {classes!r}; e.g. "cat; grass, lawn; sky"')
-    return names
 
 
 def resolve_config(config: Union[str, Path, Config, None]) -> Config:
@@ -97,30 +69,6 @@ def resolve_config(config: Union[str, Path, Config, None]) -> Config:
         raise FileNotFoundError(f'config {name!r} is neither a file nor a config name under '
                                 f'{CONFIG_ROOT} (e.g. {DEFAULT_CONFIG!r})')
     return Config.fromfile(hits[0])
-
-
-def set_segmentor_classes(seg: torch.nn.Module, names: List[List[str]]) -> None:
-    """Switch an open-vocabulary segmentor to another class list.
-
-    A segmentor that defines ``set_class_names(names)`` is switched through it. Otherwise the
-    declip_mm segmentors' shared layout is used: ``class_names`` / ``num_classes`` / a
-    ``name_to_class`` buffer from ``text_encoder.name_to_class_index``; a ``text_embeddings`` buffer,
-    where a segmentor keeps the embeddings of its current list, is emptied so that it is refilled from
-    the text encoder, whose own cache is keyed by the names (switching back costs no text forward).
-    """
-    if hasattr(seg, 'set_class_names'):
-        seg.set_class_names(names)
-        return
-    missing = [a for a in ('class_names', 'num_classes', 'name_to_class', 'text_encoder')
-               if not hasattr(seg, a)]
-    if missing:
-        raise TypeError(f'{type(seg).__name__} is not an open-vocabulary segmentor the inferencer '
-                        f'can re-vocabularise (lacks {missing}); give it set_class_names(names)')
-    seg.class_names = [list(n) for n in names]
-    seg.num_classes = len(names)
-    seg.name_to_class = seg.text_encoder.name_to_class_index(names).to(seg.name_to_class.device)
-    if isinstance(getattr(seg, 'text_embeddings', None), torch.Tensor):
-        seg.text_embeddings = seg.text_embeddings.new_empty(0)
 
 
 @dataclass
@@ -197,6 +145,11 @@ class DeCLIPInferencer:
             cfg.load_from = None
             model_cfg.backbone.pretrained = None
             model_cfg.text_encoder.pretrained = None
+        text_w = model_cfg.text_encoder.get('pretrained')
+        if text_w and not osp.isfile(text_w):
+            raise FileNotFoundError(f'text-tower weights not found: {text_w!r} (the config\'s '
+                                    'model.text_encoder.pretrained); pass text_checkpoint=<a local '
+                                    'CLIP checkpoint> (a DeCLIP export holds no text tower)')
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         self.cfg = cfg
         seg = MODELS.build(model_cfg)

@@ -11,6 +11,15 @@ from declip_mm.apis import DeCLIPInferencer, parse_classes
 from declip_mm.apis.inferencer import resolve_config
 from declip_mm.testing import tiny_clip_config
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread (two threads on a busy 2-core machine are much slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 
 def tiny_opts(family='eva02'):
     tiny = dict(tiny_clip_config(family), _delete_=True)
@@ -192,6 +201,9 @@ def test_bad_input_is_a_clear_error(inferencer, tmp_path):
         inferencer(3, classes='a')
     with pytest.raises(ValueError, match='uint8 RGB'):
         inferencer(photo().astype(np.float32), classes='a')
+    with pytest.raises(FileNotFoundError, match='text-tower weights not found.*text_checkpoint'):
+        DeCLIPInferencer(cfg_options={**tiny_opts(),
+                                      'model.text_encoder.pretrained': str(tmp_path / 'no.pt')})
     with pytest.raises(FileNotFoundError, match='neither a file nor a config name'):
         DeCLIPInferencer('no_such_config')
     assert resolve_config('declip_eva02-b16_training-free_voc21-448').model.prob_thd == 0.4
