@@ -68,3 +68,18 @@ def test_proxy_tokens_tool(tmp_path, capsys):
     with pytest.raises(SystemExit, match='relative y,x'):
         proxy_tokens.main([str(img), '--model-name', str(js), '--points', 'middle', '--no-vfm',
                            '--size', '32', '--out', str(out)])
+
+
+def test_proxy_tokens_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib -> ImportError
+    js = tmp_path / 'tiny.json'
+    js.write_text(json.dumps(tiny_clip_config('openai')))
+    img = tmp_path / 'img.png'
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(img)
+    out = tmp_path / 'pil.png'
+    res = proxy_tokens.main([str(img), '--model-name', str(js), '--size', '32', '--no-vfm',
+                             '--out', str(out)])
+    n_rows = len(res['results']['original']['rows'])  # 3 blocks + the decoupled last block
+    assert n_rows == 4 and Image.open(out).size == (110 + 96 * 4, 20 + 96 * n_rows)
+    assert Image.open(tmp_path / 'pil_context.png').size[1] == 20 + 96 * 2  # Q and K rows

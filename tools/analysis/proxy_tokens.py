@@ -12,7 +12,8 @@ last block as DeCLIP runs it (its decoupled ``attn_mode``). Writes ``<out>_conte
 correlation of each chosen token's context features (Q, and K in kk/csa) with every token, for each
 tower and for the VFM teacher. Prints, per block, how concentrated the image tokens' attention is:
 mean mass on the top-k most attended keys, entropy (nats), keys holding ``--mass`` of it
-(``declip_mm/analysis/proxy_scores.py``). Without checkpoints the towers have RANDOM weights (tests,
+(``declip_mm/analysis/proxy_scores.py``). Drawn with matplotlib, or PIL where matplotlib is missing.
+Without checkpoints the towers have RANDOM weights (tests,
 trying the tool out): the pictures then show no proxy tokens.
 """
 import argparse
@@ -145,6 +146,38 @@ def print_scores(results: Dict[str, Dict], topk: int, mass: float) -> None:
         print(f'| {layer} | ' + ' | '.join(cells) + ' |')
 
 
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def draw_pil(rows: List[Tuple[str, List[np.ndarray]]], rgb: np.ndarray, out: str, title: str,
+             signed: bool = False, cell: int = 96) -> None:
+    """Fallback without matplotlib: one labelled row of heat maps per entry, the photo first."""
+    from PIL import ImageDraw
+
+    from declip_mm.apis.overlay import prob_heatmap
+    width = 110 + cell * (1 + max(len(m) for _, m in rows))
+    canvas = Image.new('RGB', (width, 20 + cell * len(rows)), 'white')
+    d = ImageDraw.Draw(canvas)
+    d.text((4, 4), title, fill=(0, 0, 0))
+    photo = Image.fromarray(rgb).resize((cell - 4, cell - 4))
+    for r, (name, maps) in enumerate(rows):
+        y = 20 + r * cell
+        d.text((4, y + cell // 2 - 6), name[:18], fill=(0, 0, 0))
+        canvas.paste(photo, (110, y))
+        for k, m in enumerate(maps):
+            lo, hi = (-1.0, 1.0) if signed else (float(m.min()), float(m.max()) + 1e-12)
+            heat = Image.fromarray(prob_heatmap(m, lo, hi)).resize((cell - 4, cell - 4),
+                                                                   Image.NEAREST)
+            canvas.paste(heat, (110 + cell * (k + 1), y))
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    canvas.save(out)
+
+
 def draw(results, rgb, points, out: str, title: str) -> None:
     """One column per block; one row per (tower, query): CLS, then each chosen token."""
     import matplotlib
@@ -232,7 +265,11 @@ def main(argv=None):
     print_scores(results, args.topk, args.mass)
     title = 'attention over the patch grid per block (heads averaged)' + \
         (' - RANDOM weights: ' + ', '.join(random) if random else '')
-    draw(results, rgb, points, args.out, title)
+    if have_matplotlib():
+        draw(results, rgb, points, args.out, title)
+    else:  # one row per (tower, block), maps of CLS and the chosen tokens
+        draw_pil([(f'{n} {layer}', maps) for n, r in results.items() for layer, maps in r['rows']],
+                 rgb, args.out, title)
     print(f'wrote {args.out}')
     ctx_rows = []
     for n, bb in towers.items():
@@ -241,7 +278,11 @@ def main(argv=None):
         ctx_rows.append((f'VFM {args.vfm_arch}' + ('' if args.vfm_weights else ' (random)'),
                          vfm_maps(args, rgb, grid, points)))
     ctx_out = osp.splitext(args.out)[0] + '_context.png'
-    draw_context(ctx_rows, rgb, points, ctx_out, 'context-feature correlation of chosen tokens')
+    ctx_title = 'context-feature correlation of chosen tokens'
+    if have_matplotlib():
+        draw_context(ctx_rows, rgb, points, ctx_out, ctx_title)
+    else:
+        draw_pil(ctx_rows, rgb, ctx_out, ctx_title, signed=True)
     print(f'wrote {ctx_out}')
     return dict(results=results, context=ctx_rows, points=points)
 
