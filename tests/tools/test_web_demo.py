@@ -40,6 +40,7 @@ def server():
     srv, app = web_demo.make_server(web_demo.parse_args(['--port', '0', '--cfg-options', *FAST]))
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
+    assert srv.server_address[0] == '127.0.0.1'  # never reachable from another machine
     yield f'http://127.0.0.1:{srv.server_address[1]}', app
     srv.shutdown()
     srv.server_close()
