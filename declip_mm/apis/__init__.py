@@ -1,7 +1,10 @@
 from .checkpoints import (apply_test_checkpoint, inspect_checkpoint, mmengine_safe_torch_load,
                           unwrap_model)
 from .evaluation import configure_cpu_distributed, fresh_visualizer, prepare_test_runner
+from .inferencer import DeCLIPInferencer, SegResult
+from .vocabulary import parse_classes, set_segmentor_classes
 
 __all__ = ['apply_test_checkpoint', 'inspect_checkpoint', 'mmengine_safe_torch_load',
            'unwrap_model', 'prepare_test_runner', 'fresh_visualizer',
-           'configure_cpu_distributed']
+           'configure_cpu_distributed', 'DeCLIPInferencer', 'SegResult', 'parse_classes',
+           'set_segmentor_classes']

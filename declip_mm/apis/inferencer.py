@@ -1,0 +1,356 @@
+"""Open-vocabulary segmentation of your own images with your own class names.
+
+``DeCLIPInferencer`` wraps any open-vocabulary segmentor of a declip_mm config (the training-free
+``DeCLIPZeroShotSegmentor``, the CAT-Seg-style segmentor, ...) in the style of mmseg's
+``MMSegInferencer``, with one difference that matters: the class list is an argument of every call,
+and changing it really changes the classifier::
+
+    inferencer = DeCLIPInferencer('declip_eva02-b16_training-free_ade20k-448',
+                                  checkpoint='work_dirs/x/declip_epoch_6.pth', device='cpu')
+    res = inferencer('photo.jpg', classes='person, man; sky; grass, lawn')
+    res.labels      # (H, W) int64, 255 = unlabeled
+    res.probs       # (num_classes, H, W) float32
+    res.overlay     # (H, W, 3) uint8
+    inferencer(['a.jpg', 'b.jpg'], classes=[['cat'], ['dog', 'puppy']], out_dir='out/')
+
+Call graph::
+    __call__(inputs, classes, mode, prob_thd, batch_size, out_dir)
+      └─ set_classes            segmentor vocabulary (text embeddings cached per vocabulary by the
+                                text encoder; see :func:`set_segmentor_classes`)
+      └─ _prepare               image -> config test pipeline (short side 448, ...) -> data dict
+      └─ model.test_step        batches of equally sized images; seg_logits = class probabilities
+      └─ _label_map             argmax; top probability < prob_thd -> 255 (or the background class)
+      └─ overlay / legend       :mod:`declip_mm.apis.overlay`; optional files in ``out_dir``
+
+Low-confidence pixels (``prob_thd``): the benchmarks' configs send them to class 0 because class 0
+*is* the benchmark's background. For a user's list the first class is nothing special, so they are
+:data:`~declip_mm.apis.overlay.UNLABELED` (255) unless the list names a background class
+(a class with the name ``background``), which then receives them. Class lists:
+:mod:`declip_mm.apis.vocabulary`.
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import os.path as osp
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from .checkpoints import apply_test_checkpoint
+from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
+from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segmentor_classes
+
+__all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
+
+ImageInput = Union[str, Path, np.ndarray, Image.Image]
+CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
+DEFAULT_CONFIG = 'declip_eva02-b16_training-free_ade20k-448'
+
+
+def resolve_config(config: Union[str, Path, Config, None]) -> Config:
+    """A Config object from a path, a config name under ``configs/`` (without ``.py``) or None."""
+    if isinstance(config, Config):
+        return copy.deepcopy(config)
+    name = os.fspath(config) if config is not None else DEFAULT_CONFIG
+    if osp.isfile(name):
+        return Config.fromfile(name)
+    stem = osp.splitext(osp.basename(name))[0]
+    hits = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', stem + '.py'), recursive=True))
+    hits = [h for h in hits if '_base_' not in h.split(os.sep)]
+    if not hits:
+        raise FileNotFoundError(f'config {name!r} is neither a file nor a config name under '
+                                f'{CONFIG_ROOT} (e.g. {DEFAULT_CONFIG!r})')
+    return Config.fromfile(hits[0])
+
+
+@dataclass
+class SegResult:
+    """Result of one image.
+
+    Attributes:
+        labels: (H, W) int64 class indices at the input's size; :data:`UNLABELED` (255) marks pixels
+            below ``prob_thd`` when the list has no background class.
+        probs: (num_classes, H, W) float32 class scores of the segmentor (softmax probabilities for
+            the zero-shot segmentor, per-class sigmoid for CAT-Seg).
+        overlay: (H, W, 3) uint8 photo tinted by class colour.
+        classes: the class list used (one list of names per class).
+        legend: :func:`~declip_mm.apis.overlay.legend_entries` (name, colour, area share).
+        image: (H, W, 3) uint8 RGB input.
+        name: file stem used for the written files.
+    """
+    labels: np.ndarray
+    probs: np.ndarray
+    overlay: np.ndarray
+    classes: List[List[str]]
+    legend: List[Dict[str, Any]]
+    image: np.ndarray
+    name: str = 'image'
+    files: Dict[str, str] = field(default_factory=dict)
+
+    def visualization(self):
+        """The overlay with a legend panel (PIL image), as ``tools/demo.py`` writes it."""
+        return draw_legend(self.overlay, self.legend)
+
+
+class DeCLIPInferencer:
+    """Segment images with any class list using a declip_mm open-vocabulary segmentor.
+
+    Args:
+        model (str | Path | Config, optional): a config file, a config name under ``configs/``
+            (e.g. ``'declip_eva02-b16_training-free_ade20k-448'``, the default) or a Config.
+        checkpoint (str, optional): a CLIP checkpoint, a DeCLIP export (image tower; becomes
+            ``model.backbone.pretrained``) or a whole-segmentor checkpoint (e.g. a trained CAT-Seg;
+            loaded into the model). None uses the weights the config names.
+        device (str, optional): ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None picks CUDA if available.
+        cfg_options (dict, optional): config overrides (``--cfg-options`` style keys).
+        text_checkpoint (str, optional): CLIP checkpoint of the text tower, when the config's
+            ``model.text_encoder.pretrained`` should be replaced (a DeCLIP export has no text tower).
+        classes: default class list of calls that give none (any spelling of :func:`parse_classes`).
+        prob_thd (float, optional): default confidence threshold; None takes the config's.
+    """
+
+    def __init__(self,
+                 model: Union[str, Path, Config, None] = None,
+                 checkpoint: Optional[str] = None,
+                 device: Optional[str] = None,
+                 cfg_options: Optional[Dict[str, Any]] = None,
+                 text_checkpoint: Optional[str] = None,
+                 classes: Optional[ClassesInput] = None,
+                 prob_thd: Optional[float] = None) -> None:
+        import declip_mm  # noqa: F401  (registers the components)
+        from mmengine.registry import init_default_scope
+        from mmseg.registry import MODELS
+
+        cfg = resolve_config(model)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        model_cfg = cfg.model.get('module', cfg.model)
+        self.classes = parse_classes(classes) if classes is not None else None
+        # the model is built with a valid list; the real one is set per call
+        model_cfg.class_names = [list(c) for c in (self.classes or [['object']])]
+        # keep the class probabilities: the segmentors may otherwise drop them to save memory
+        model_cfg.setdefault('test_cfg', {})['keep_seg_logits'] = True
+        if text_checkpoint is not None:
+            model_cfg.text_encoder.pretrained = text_checkpoint
+        kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
+        if kind == 'segmentor':  # weights come from the file: nothing else may be required on disk
+            cfg.load_from = None
+            model_cfg.backbone.pretrained = None
+            model_cfg.text_encoder.pretrained = None
+        text_w = model_cfg.text_encoder.get('pretrained')
+        if text_w and not osp.isfile(text_w):
+            raise FileNotFoundError(f'text-tower weights not found: {text_w!r} (the config\'s '
+                                    'model.text_encoder.pretrained); pass text_checkpoint=<a local '
+                                    'CLIP checkpoint> (a DeCLIP export holds no text tower)')
+        init_default_scope(cfg.get('default_scope', 'mmseg'))
+        self.cfg = cfg
+        seg = MODELS.build(model_cfg)
+        if kind == 'segmentor':
+            from mmengine.runner.checkpoint import load_checkpoint
+            load_checkpoint(seg, checkpoint, map_location='cpu', strict=False)
+        else:
+            seg.init_weights()  # local files only; a missing one fails here, not at the first image
+        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        self.model = seg.to(self.device).eval()
+        self.default_mode = getattr(seg, 'mode', None)
+        self.default_prob_thd = float(getattr(seg, 'prob_thd', 0.0)) if prob_thd is None \
+            else float(prob_thd)
+        self.pipeline = self._build_pipeline(cfg)
+
+    # set-up ------------------------------------------------------------------------------------
+    @staticmethod
+    def _build_pipeline(cfg: Config):
+        """The config's test pipeline fed with arrays: no annotations, images already decoded."""
+        from mmengine.dataset import Compose
+        steps = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
+        steps = [dict(s) for s in steps if s.get('type') != 'LoadAnnotations']
+        if not steps or 'LoadImage' not in steps[0].get('type', ''):
+            raise ValueError(f'the test pipeline must start with an image loader, got {steps[:1]}')
+        steps[0] = dict(type='LoadImageFromNDArray')
+        return Compose(steps)
+
+    def set_classes(self, classes: ClassesInput) -> List[List[str]]:
+        """Switch the classifier to ``classes``; returns the parsed list."""
+        names = parse_classes(classes)
+        set_segmentor_classes(self.model, names)
+        self.classes = names
+        return names
+
+    @contextmanager
+    def _settings(self, mode: Optional[str], prob_thd: float) -> Iterator[None]:
+        """Temporarily set the segmentor's inference mode and switch its own prob_thd off (the
+        threshold is applied here, with the unlabeled rule of the module doc)."""
+        seg = self.model
+        old_mode, old_thd = getattr(seg, 'mode', None), getattr(seg, 'prob_thd', None)
+        if mode is not None and mode != old_mode:
+            allowed = {self.default_mode, 'whole'}
+            if mode not in allowed or old_mode is None:
+                raise ValueError(f'mode must be one of {sorted(m for m in allowed if m)} for '
+                                 f'{type(seg).__name__}, got {mode!r}')
+            seg.mode = mode
+        if old_thd is not None:
+            seg.prob_thd = 0.0
+        try:
+            yield
+        finally:
+            if old_mode is not None:
+                seg.mode = old_mode
+            if old_thd is not None:
+                seg.prob_thd = old_thd
+
+    # inputs ------------------------------------------------------------------------------------
+    @staticmethod
+    def _load(img: ImageInput, index: int):
+        """-> (RGB uint8 array, name). Paths are decoded as mmcv's LoadImageFromFile does."""
+        if isinstance(img, (str, Path)):
+            import mmcv
+            path = os.fspath(img)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'image not found: {path}')
+            bgr = mmcv.imread(path, channel_order='bgr')
+            if bgr is None:
+                raise ValueError(f'cannot decode image {path}')
+            return np.ascontiguousarray(bgr[..., ::-1]), osp.splitext(osp.basename(path))[0]
+        if isinstance(img, Image.Image):
+            return np.asarray(img.convert('RGB')), f'image_{index}'
+        if isinstance(img, np.ndarray):
+            arr = img
+            if arr.ndim == 2:
+                arr = np.repeat(arr[..., None], 3, axis=-1)
+            if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+                raise ValueError(f'an array image must be (H, W), (H, W, 3) or (H, W, 4) RGB, got '
+                                 f'{arr.shape}')
+            if arr.dtype != np.uint8:
+                raise ValueError(f'an array image must be uint8 RGB, got {arr.dtype}')
+            return np.ascontiguousarray(arr[..., :3]), f'image_{index}'
+        raise TypeError(f'images are paths, numpy arrays or PIL images, got {type(img).__name__}')
+
+    def _prepare(self, rgb: np.ndarray) -> Dict[str, Any]:
+        return self.pipeline(dict(img=np.ascontiguousarray(rgb[..., ::-1])))  # pipeline wants BGR
+
+    # outputs -----------------------------------------------------------------------------------
+    def _label_map(self, probs: torch.Tensor, prob_thd: float) -> torch.Tensor:
+        labels = probs.argmax(0)
+        if prob_thd > 0:
+            bg = [i for i, names in enumerate(self.classes)
+                  if any(n.lower() in BACKGROUND_NAMES for n in names)]
+            low = probs.max(0)[0] < prob_thd
+            labels[low] = bg[0] if bg else UNLABELED
+        return labels
+
+    def _finish(self, sample, rgb: np.ndarray, name: str, prob_thd: float, alpha: float
+                ) -> SegResult:
+        if 'seg_logits' not in sample:
+            raise RuntimeError(f'{type(self.model).__name__} returned no seg_logits; the inferencer '
+                               'needs the class probabilities (test_cfg.keep_seg_logits=True)')
+        probs = sample.seg_logits.data.float()
+        labels = self._label_map(probs, prob_thd).cpu().numpy().astype(np.int64)
+        colors = class_palette(len(self.classes))
+        return SegResult(labels=labels, probs=probs.cpu().numpy(),
+                         overlay=blend_labels(rgb, labels, colors, alpha),
+                         classes=[list(c) for c in self.classes],
+                         legend=legend_entries(self.classes, labels, colors), image=rgb, name=name)
+
+    @staticmethod
+    def save(res: SegResult, out_dir: str, save_probs: bool = True) -> Dict[str, str]:
+        """Write ``<name>_overlay.png`` (with legend), ``<name>_labels.png`` (uint8, 255 =
+        unlabeled) and ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``)."""
+        os.makedirs(out_dir, exist_ok=True)
+        files = dict(overlay=osp.join(out_dir, f'{res.name}_overlay.png'),
+                     labels=osp.join(out_dir, f'{res.name}_labels.png'))
+        res.visualization().save(files['overlay'])
+        Image.fromarray(res.labels.astype(np.uint8)).save(files['labels'])
+        if save_probs:
+            files['probs'] = osp.join(out_dir, f'{res.name}_probs.npz')
+            np.savez_compressed(files['probs'], probs=res.probs.astype(np.float16),
+                                classes=np.array([';'.join(c) for c in res.classes]))
+        res.files = files
+        return files
+
+    # call ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self,
+                 inputs: Union[ImageInput, Sequence[ImageInput]],
+                 classes: Optional[ClassesInput] = None,
+                 mode: Optional[str] = None,
+                 prob_thd: Optional[float] = None,
+                 batch_size: int = 1,
+                 out_dir: Optional[str] = None,
+                 save_probs: bool = True,
+                 alpha: float = 0.5,
+                 show_progress: Optional[bool] = None) -> Union[SegResult, List[SegResult]]:
+        """Segment one image or a list of images.
+
+        Args:
+            inputs: a path, an RGB array (H, W, 3) uint8, a PIL image, or a list of them.
+            classes: the class list (see :func:`parse_classes`); None reuses the last one.
+            mode: None = the config's protocol (e.g. 'slide' windows of the benchmarks), 'whole' =
+                the whole (resized) image in one forward: quicker.
+            prob_thd: pixels whose top class score is below it become unlabeled (see module doc);
+                None takes the inferencer's default (the config's value).
+            batch_size: images per forward; only images of the same size after the pipeline share a
+                batch, so results equal the one-by-one results.
+            out_dir: write each result there (see :meth:`save`).
+            save_probs: also write the probabilities when ``out_dir`` is given.
+            alpha: overlay opacity.
+            show_progress: progress bar (default: when there are more than 2 images).
+
+        Returns:
+            SegResult for a single input, else a list in the input order.
+        """
+        if classes is not None:
+            self.set_classes(classes)
+        if self.classes is None:
+            raise ValueError('give classes=..., e.g. classes="cat; grass, lawn; sky"')
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        if not items:
+            raise ValueError('no images given')
+        thd = self.default_prob_thd if prob_thd is None else float(prob_thd)
+        show = len(items) > 2 if show_progress is None else show_progress
+        bar = None
+        if show:
+            from mmengine.utils import ProgressBar
+            bar = ProgressBar(len(items))
+        results: List[Optional[SegResult]] = [None] * len(items)
+        pending: List[tuple] = []
+
+        def flush():
+            if not pending:
+                return
+            from mmengine.dataset import pseudo_collate
+            data = pseudo_collate([p[3] for p in pending])
+            samples = self.model.test_step(data)
+            for (idx, rgb, name, _), sample in zip(pending, samples):
+                res = self._finish(sample, rgb, name, thd, alpha)
+                if out_dir is not None:
+                    self.save(res, out_dir, save_probs)
+                results[idx] = res
+                if bar is not None:
+                    bar.update()
+            pending.clear()
+
+        with self._settings(mode, thd):
+            seen: Dict[str, int] = {}
+            for idx, img in enumerate(items):
+                rgb, name = self._load(img, idx)
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] > 1:  # two inputs with one file stem must not overwrite each other
+                    name = f'{name}_{seen[name] - 1}'
+                data = self._prepare(rgb)
+                if pending and (len(pending) >= batch_size
+                                or pending[0][3]['inputs'].shape != data['inputs'].shape):
+                    flush()
+                pending.append((idx, rgb, name, data))
+            flush()
+        return results[0] if single else results
