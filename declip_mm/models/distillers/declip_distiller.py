@@ -30,7 +30,7 @@ from ..layers import DECOUPLED_MODES
 
 __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set']
 
-_TEACHERS = ('clip_teacher.', 'vfm_teacher.')
+_TEACHERS = ('clip_teacher.', 'vfm_teacher.', 'region_eval.')
 _DEFAULT_CONTEXT = object()  # sentinel: ContextDistillLoss(loss_weight=0.1); None disables it
 
 
@@ -87,6 +87,10 @@ class DeCLIPDistiller(BaseModel):
             itself: the "without decoupling" ablation). Defaults to ``'qk'``.
         teacher_dtype (str, optional): ``'bf16'`` / ``'fp16'`` autocast for both teachers.
         data_preprocessor (dict): defaults to ``DeCLIPDataPreprocessor``.
+        region_eval (dict, optional): a ``DeCLIPRegionClassifier`` config (its backbone is the
+            student; ``text_encoder`` model name and weights default to the student's) to run region
+            classification as validation after training epochs (``configs/_base_/region_cls_val.py``).
+            Left out of checkpoints like the teachers. Defaults to None (no validation).
     """
 
     def __init__(self,
@@ -97,6 +101,7 @@ class DeCLIPDistiller(BaseModel):
                  context_source: str = 'qk',
                  teacher_dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
+                 region_eval: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # built from mmseg's registry, so the model also builds outside a Runner / default scope
         data_preprocessor = MODELS.build(data_preprocessor or dict(type='DeCLIPDataPreprocessor')) \
@@ -128,8 +133,20 @@ class DeCLIPDistiller(BaseModel):
             name = f'student.visual.transformer.resblocks.{self.student.depth - 1}.attn.'
             self.frozen_slices = [(name + 'in_proj_weight', slice(d, 2 * d)),
                                   (name + 'in_proj_bias', slice(d, 2 * d))]
+        self.region_eval = self._build_region_eval(region_eval, student)
         self._register_state_dict_hook(self._drop_teachers)
         self._register_load_state_dict_pre_hook(self._fill_teachers, with_module=True)
+
+    @staticmethod
+    def _build_region_eval(cfg: Optional[dict], student: dict):
+        if cfg is None:
+            return None
+        cfg = copy.deepcopy(dict(cfg))
+        cfg['backbone'] = None  # the student is lent at each validation step
+        te = cfg.setdefault('text_encoder', dict(type='DeCLIPTextEncoder'))
+        te.setdefault('model_name', student.get('model_name', 'ViT-B-16'))
+        te.setdefault('pretrained', student.get('pretrained'))
+        return MODELS.build(cfg)
 
     # teachers outside checkpoints --------------------------------------------------------------
     @staticmethod
@@ -141,7 +158,7 @@ class DeCLIPDistiller(BaseModel):
     @staticmethod
     def _fill_teachers(module, state_dict, prefix, *args):
         # checkpoints hold no teacher weights: keep the current ones (strict loading still works)
-        for name in ('clip_teacher', 'vfm_teacher'):
+        for name in ('clip_teacher', 'vfm_teacher', 'region_eval'):
             teacher = getattr(module, name)
             if teacher is not None:
                 for k, v in teacher.state_dict(prefix=f'{prefix}{name}.').items():
@@ -154,6 +171,8 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher.lock()
         if self.vfm_teacher is not None:
             self.vfm_teacher.init_weights()
+        if self.region_eval is not None:
+            self.region_eval.init_weights()
         self._is_init = True
 
     def train(self, mode: bool = True) -> DeCLIPDistiller:
@@ -161,6 +180,8 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher.eval()
         if self.vfm_teacher is not None:
             self.vfm_teacher.eval()
+        if self.region_eval is not None:
+            self.region_eval.eval()
         return self
 
     # forward -----------------------------------------------------------------------------------
@@ -205,6 +226,17 @@ class DeCLIPDistiller(BaseModel):
             valid = self._vfm_valid(inputs, vfm.shape[-2:]) if self.context_loss.use_mask else None
             losses[self.context_loss.loss_name] = self.context_loss(feats, vfm, valid)
         return losses
+
+    def val_step(self, data) -> list:
+        """Region classification of the student (``region_eval``); else mmengine's default."""
+        if self.region_eval is None:
+            return super().val_step(data)
+        return self.region_eval.predict_step(data, backbone=self.student)
+
+    def test_step(self, data) -> list:
+        if self.region_eval is None:
+            return super().test_step(data)
+        return self.region_eval.predict_step(data, backbone=self.student)
 
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):
         if mode == 'loss':
