@@ -53,7 +53,9 @@ def id_to_rgb(seg_id: int) -> Tuple[int, int, int]:
 
 def write_panoptic_fixture(data_dir: str, images: Optional[Sequence[dict]] = None,
                            categories: Sequence[Tuple[int, str, int]] = PANOPTIC_FIXTURE_CATEGORIES,
-                           seed: int = 0, split: str = 'val2017') -> str:
+                           seed: int = 0, split: str = 'val2017',
+                           palette: Optional[Dict[int, Sequence[int]]] = None,
+                           noise: float = 8.0) -> str:
     """Write ``coco/`` below ``data_dir``: ``annotations/panoptic_{split}.json``, the PNG folder and
     the images.
 
@@ -64,8 +66,10 @@ def write_panoptic_fixture(data_dir: str, images: Optional[Sequence[dict]] = Non
             rectangle ends up fully covered is left out of the json). Defaults to
             :func:`default_panoptic_images`.
         categories: (id, name, isthing) of the json.
-        seed: RNG seed of the pixel noise.
+        seed: RNG seed of the colours and the pixel noise.
         split: split name.
+        palette: RGB colour per category id (default: random colours).
+        noise: std of the Gaussian pixel noise. Defaults to 8.
 
     Returns:
         str: the data root (``data_dir/coco``).
@@ -78,8 +82,9 @@ def write_panoptic_fixture(data_dir: str, images: Optional[Sequence[dict]] = Non
     for d in (img_dir, png_dir):
         os.makedirs(d, exist_ok=True)
     known = {c[0] for c in categories}
-    palette: Dict[int, np.ndarray] = {c[0]: rng.integers(0, 256, 3).astype(np.float32)
+    colours: Dict[int, np.ndarray] = {c[0]: rng.integers(0, 256, 3).astype(np.float32)
                                       for c in categories}
+    colours.update({k: np.asarray(v, dtype=np.float32) for k, v in (palette or {}).items()})
     js_images, js_anns = [], []
     for i, spec in enumerate(images):
         h, w = spec['size']
@@ -100,14 +105,14 @@ def write_panoptic_fixture(data_dir: str, images: Optional[Sequence[dict]] = Non
             if not m.any():
                 continue
             ys, xs = np.where(m)
-            img[m] = palette[cat]
+            img[m] = colours[cat]
             segments.append(dict(id=int(seg_id), category_id=int(cat), iscrowd=0,
                                  area=int(m.sum()),
                                  bbox=[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                                        int(ys.max() - ys.min() + 1)]))
         rgb = np.stack([ids % 256, (ids // 256) % 256, (ids // 65536) % 256], -1).astype(np.uint8)
         Image.fromarray(rgb).save(osp.join(png_dir, stem + '.png'))
-        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(osp.join(img_dir, stem + '.jpg'), quality=95)
         js_images.append(dict(id=img_id, file_name=stem + '.jpg', height=h, width=w))
         js_anns.append(dict(image_id=img_id, file_name=stem + '.png', segments_info=segments))
