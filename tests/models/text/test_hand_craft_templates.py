@@ -30,4 +30,5 @@ def test_text_encoder_uses_the_rule():
     with torch.no_grad():
         ref = torch.stack([F.normalize(enc.encode_text(p).mean(0), dim=0) for p in prompts])
     assert torch.allclose(emb, ref, atol=1e-6)
-    assert 'This is an apple' in prompts[0][8] and prompts[1][0] == 'There is a tree-merged in the scene.'
+    assert prompts[0][8] == 'This is a photo of an apple.'
+    assert prompts[1][0] == 'There is a tree-merged in the scene.'
