@@ -1,5 +1,5 @@
-# Region classification (SPEC §8) as the validation of DeCLIP training: after every epoch the student
-# (before the alpha-merge) classifies the COCO-panoptic val2017 regions; the log and the
+# Region classification (SPEC §8) as the validation of DeCLIP training: after every epoch the
+# alpha-merged student (the exported tower) classifies the COCO-panoptic val2017 regions; the log and the
 # TensorBoard scalars show region_cls/rois.thing.macc1 etc. Off by default. To switch it on in a
 # training config (e.g. configs/declip/declip_vitb_dinov2.py), add this file to its _base_ list and
 # set the validation interval:
@@ -20,7 +20,10 @@ model = dict(
         text_encoder=dict(type='DeCLIPTextEncoder', templates='vild_hand_craft'),
         features=('rois', 'maskpool', 'crops'),
         topk=5,
-        crop_batch_size=64))
+        crop_batch_size=64,
+        # validate alpha * student + (1 - alpha) * original, the tower exported after the epoch
+        # (as the official code evaluates); 0.95 for ViT-L (merge_alpha of the training config)
+        merge_alpha=0.7))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,

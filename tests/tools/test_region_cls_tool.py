@@ -1,6 +1,5 @@
 import glob
 import json
-import os
 import os.path as osp
 
 import pytest
@@ -100,4 +99,9 @@ def test_declip_training_validates_with_region_classification(tmp_path):
     from declip_mm.apis import mmengine_safe_torch_load
     ckpt = mmengine_safe_torch_load(str(tmp_path / 'wd' / 'epoch_1.pth'))
     assert not any(k.startswith('region_eval.') for k in ckpt['state_dict'])
-    assert os.path.isfile(tmp_path / 'wd' / 'declip_epoch_1.pth')
+    # validation ran on the alpha-merged student, i.e. the tower exported after the epoch
+    export = mmengine_safe_torch_load(str(tmp_path / 'wd' / 'declip_epoch_1.pth'))['state_dict']
+    tower = runner.model.val_tower()
+    assert tower is not runner.model.student
+    for k, v in tower.visual.state_dict().items():
+        assert torch.allclose(v, export['visual.' + k], atol=1e-6), k

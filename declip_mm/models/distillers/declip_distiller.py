@@ -90,7 +90,10 @@ class DeCLIPDistiller(BaseModel):
         region_eval (dict, optional): a ``DeCLIPRegionClassifier`` config (its backbone is the
             student; ``text_encoder`` model name and weights default to the student's) to run region
             classification as validation after training epochs (``configs/_base_/region_cls_val.py``).
-            Left out of checkpoints like the teachers. Defaults to None (no validation).
+            Its extra key ``merge_alpha`` (default 0.7) makes validation run on
+            ``alpha * student + (1 - alpha) * original``, the tower exported after the epoch, as the
+            official code evaluates; None evaluates the student itself. Left out of checkpoints like
+            the teachers. Defaults to None (no validation).
     """
 
     def __init__(self,
@@ -133,7 +136,9 @@ class DeCLIPDistiller(BaseModel):
             name = f'student.visual.transformer.resblocks.{self.student.depth - 1}.attn.'
             self.frozen_slices = [(name + 'in_proj_weight', slice(d, 2 * d)),
                                   (name + 'in_proj_bias', slice(d, 2 * d))]
+        self.region_eval_alpha = (region_eval or {}).get('merge_alpha', 0.7)
         self.region_eval = self._build_region_eval(region_eval, student)
+        self._val_tower = None  # the alpha-merged student, built once per validation
         self._register_state_dict_hook(self._drop_teachers)
         self._register_load_state_dict_pre_hook(self._fill_teachers, with_module=True)
 
@@ -142,6 +147,7 @@ class DeCLIPDistiller(BaseModel):
         if cfg is None:
             return None
         cfg = copy.deepcopy(dict(cfg))
+        cfg.pop('merge_alpha', None)
         cfg['backbone'] = None  # the student is lent at each validation step
         te = cfg.setdefault('text_encoder', dict(type='DeCLIPTextEncoder'))
         te.setdefault('model_name', student.get('model_name', 'ViT-B-16'))
@@ -177,6 +183,8 @@ class DeCLIPDistiller(BaseModel):
 
     def train(self, mode: bool = True) -> DeCLIPDistiller:
         super().train(mode)
+        if mode:
+            self._val_tower = None  # the student changes again: rebuild at the next validation
         self.clip_teacher.eval()
         if self.vfm_teacher is not None:
             self.vfm_teacher.eval()
@@ -227,16 +235,30 @@ class DeCLIPDistiller(BaseModel):
             losses[self.context_loss.loss_name] = self.context_loss(feats, vfm, valid)
         return losses
 
+    def val_tower(self):
+        """The tower region validation runs on: the student, or its alpha-merge with the original
+        weights (the frozen CLIP teacher's) when ``merge_alpha`` is set."""
+        if self.region_eval_alpha is None:
+            return self.student
+        if self._val_tower is None:
+            from ...engine.hooks import merge_weights  # pure function; engine imports no models
+            tower = copy.deepcopy(self.student).eval()
+            tower.visual.load_state_dict(merge_weights(
+                self.student.visual.state_dict(), self.clip_teacher.visual.state_dict(),
+                float(self.region_eval_alpha)))
+            self._val_tower = [tower]  # in a list: not a registered submodule (no state dict)
+        return self._val_tower[0]
+
     def val_step(self, data) -> list:
-        """Region classification of the student (``region_eval``); else mmengine's default."""
+        """Region classification (``region_eval``) of :meth:`val_tower`; else mmengine's."""
         if self.region_eval is None:
             return super().val_step(data)
-        return self.region_eval.predict_step(data, backbone=self.student)
+        return self.region_eval.predict_step(data, backbone=self.val_tower())
 
     def test_step(self, data) -> list:
         if self.region_eval is None:
             return super().test_step(data)
-        return self.region_eval.predict_step(data, backbone=self.student)
+        return self.region_eval.predict_step(data, backbone=self.val_tower())
 
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):
         if mode == 'loss':
