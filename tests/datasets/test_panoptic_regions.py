@@ -101,6 +101,11 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match='segment id 123456 of image 139 is absent from its '
                                          'panoptic PNG'):
         ds[0]
+    png1 = osp.join(root, 'annotations', 'panoptic_val2017', '000000000140.png')
+    Image.open(png1).resize((32, 32), Image.NEAREST).save(png1)
+    with pytest.raises(ValueError, match=r'panoptic PNG .*000000000140.png is \(32, 32\) but the '
+                                         r'image is \(64, 64\)'):
+        ds[1]
     shutil.rmtree(osp.join(root, 'annotations', 'panoptic_val2017'))
     with pytest.raises(FileNotFoundError, match='panoptic PNG folder .* not found .*unzip'):
         _dataset(root)
