@@ -105,3 +105,19 @@ def test_declip_training_validates_with_region_classification(tmp_path):
     assert tower is not runner.model.student
     for k, v in tower.visual.state_dict().items():
         assert torch.allclose(v, export['visual.' + k], atol=1e-6), k
+
+
+def test_test_tool_under_a_ddp_wrapper(tmp_path, monkeypatch):
+    """--launcher pytorch wraps the classifier in DistributedDataParallel (a one-process gloo group
+    here, created in-process: cheap); DDP refuses a module with no trainable parameter."""
+    import torch.distributed as dist
+    root = write_fixture(tmp_path / 'data')
+    for k, v in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1').items():
+        monkeypatch.setenv(k, v)
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "pg"}', rank=0, world_size=1)
+    try:
+        metrics = test_tool.main([RC_CONFIGS[0], '--work-dir', str(tmp_path / 'wd'), '--launcher',
+                                  'pytorch', '--cfg-options', *_tiny_options(tmp_path, root)])
+    finally:
+        dist.destroy_process_group()
+    assert set(metrics) == KEYS

@@ -91,8 +91,8 @@ class DeCLIPRegionClassifier(BaseModel):
         self.text_encoder = MODELS.build(text_encoder)
         self.topk = int(topk)
         self.crop_batch_size = int(crop_batch_size)
-        if self.backbone is not None:
-            self.backbone.requires_grad_(False)
+        # the tower is left trainable although nothing trains it (predict runs under no_grad):
+        # DistributedDataParallel refuses a module without any parameter that requires a gradient
 
     def init_weights(self) -> None:
         """Load the local weights of the tower and of the text encoder."""
