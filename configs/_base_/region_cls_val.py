@@ -21,6 +21,7 @@ model = dict(
         features=('rois', 'maskpool', 'crops'),
         topk=5,
         crop_batch_size=64,
+        embedding_cache_dir='work_dirs/region_cls_text_cache',
         # validate alpha * student + (1 - alpha) * original, the tower exported after the epoch
         # (as the official code evaluates); 0.95 for ViT-L (merge_alpha of the training config)
         merge_alpha=0.7))

@@ -16,4 +16,5 @@ model = dict(
                       templates='vild_hand_craft'),
     features=('rois', 'maskpool', 'crops'),
     topk=5,
-    crop_batch_size=64)
+    crop_batch_size=64,
+    embedding_cache_dir='work_dirs/region_cls_text_cache')  # per text weights, templates and names

@@ -15,10 +15,15 @@ of COCO-panoptic val2017 against the class embeddings with three region features
 
 The class embeddings come from the text encoder (its template set; ``'vild_hand_craft'`` is the
 official one) for the dataset's class names, carried in each sample's metainfo; the text encoder
-caches them per class list, so they are built once per model.
+caches them per class list, so they are built once per model, and ``embedding_cache_dir`` keeps them
+on disk across runs (keyed by the text weights file, templates and names).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -68,6 +73,10 @@ class DeCLIPRegionClassifier(BaseModel):
         features (sequence[str]): any of ``'rois'``, ``'maskpool'``, ``'crops'``. Defaults to all.
         topk (int): class indices kept per region (the metric reads top-1 and top-5). Defaults to 5.
         crop_batch_size (int): crops per ``encode_image`` call. Defaults to 64.
+        embedding_cache_dir (str, optional): folder of cached class embeddings (one ``.pt`` file per
+            text weights file, template set and class list; the 133 x 63 prompts take ~1-2 min on a
+            CPU). Random text towers (no ``pretrained``, or before ``init_weights``) are never
+            cached. Defaults to None.
         data_preprocessor (dict): defaults to ``RegionDataPreprocessor``.
     """
 
@@ -77,6 +86,7 @@ class DeCLIPRegionClassifier(BaseModel):
                  features: Sequence[str] = REGION_FEATURES,
                  topk: int = 5,
                  crop_batch_size: int = 64,
+                 embedding_cache_dir: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         data_preprocessor = MODELS.build(data_preprocessor or dict(type='RegionDataPreprocessor')) \
@@ -91,6 +101,8 @@ class DeCLIPRegionClassifier(BaseModel):
         self.text_encoder = MODELS.build(text_encoder)
         self.topk = int(topk)
         self.crop_batch_size = int(crop_batch_size)
+        self.embedding_cache_dir = embedding_cache_dir
+        self._disk_hits: Dict[tuple, Tensor] = {}  # embeddings read from the disk cache
         # the tower is left trainable although nothing trains it (predict runs under no_grad):
         # DistributedDataParallel refuses a module without any parameter that requires a gradient
 
@@ -102,9 +114,33 @@ class DeCLIPRegionClassifier(BaseModel):
         self._is_init = True
 
     # features ----------------------------------------------------------------------------------
+    def _cache_file(self, names: Sequence[str]) -> Optional[str]:
+        te = self.text_encoder
+        if self.embedding_cache_dir is None or te.pretrained is None or not te.is_init:
+            return None  # random, or not loaded yet: nothing worth keeping
+        st = os.stat(te.pretrained)
+        key = json.dumps([te.model_name, osp.realpath(te.pretrained), st.st_size, st.st_mtime_ns,
+                          list(te.templates), list(names)], sort_keys=True, default=str)
+        return osp.join(self.embedding_cache_dir,
+                        f'class_emb_{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt')
+
     def class_embeddings(self, names: Sequence[str]) -> Tensor:
-        """(C, E) L2-normalised class embeddings (cached by the text encoder per name list)."""
-        return self.text_encoder(list(names))
+        """(C, E) L2-normalised class embeddings (cached by the text encoder per name list, and on
+        disk with ``embedding_cache_dir``)."""
+        if tuple(names) in self._disk_hits:
+            return self._disk_hits[tuple(names)]
+        path = self._cache_file(names)
+        if path is not None and osp.isfile(path):
+            emb = torch.load(path, map_location='cpu', weights_only=True)['embeddings']
+            self._disk_hits[tuple(names)] = emb
+            return emb
+        emb = self.text_encoder(list(names))
+        if path is not None:
+            os.makedirs(self.embedding_cache_dir, exist_ok=True)
+            tmp = f'{path}.{os.getpid()}.tmp'  # processes may race: write aside, rename atomically
+            torch.save({'embeddings': emb.detach().cpu(), 'names': list(names)}, tmp)
+            os.replace(tmp, path)
+        return emb
 
     def region_features(self, inputs: Dict[str, Tensor], backbone=None) -> Dict[str, Tensor]:
         """The configured region features of a batch, each (K, E) and L2-normalised.

@@ -120,3 +120,36 @@ def test_predict_outputs_and_empty_mask(tmp_path):
                               pipeline=pipeline(size=64, patch=16, crop=32)))
     with pytest.raises(ValueError, match='image_size / patch_size of the backbone'):
         model.test_step(pseudo_collate([bad[0]]))
+
+
+def test_class_embeddings_disk_cache(tmp_path, monkeypatch):
+    from declip_mm.testing import tiny_clip_config
+    cfg = tiny_clip_config('openai')
+    weights = tmp_path / 'clip.pth'
+    import open_clip
+    torch.save(open_clip.model.CLIP(**cfg).state_dict(), weights)   # an open_clip checkpoint
+
+    def build(templates='single'):
+        model = MODELS.build(dict(
+            type='DeCLIPRegionClassifier', backbone=None, embedding_cache_dir=str(tmp_path / 'c'),
+            text_encoder=dict(type='DeCLIPTextEncoder', model_name=cfg, pretrained=str(weights),
+                              templates=templates)))
+        model.init_weights()
+        return model
+
+    uninit = MODELS.build(dict(type='DeCLIPRegionClassifier', backbone=None,
+                               embedding_cache_dir=str(tmp_path / 'c'),
+                               text_encoder=dict(type='DeCLIPTextEncoder', model_name=cfg,
+                                                 pretrained=str(weights))))
+    uninit.class_embeddings(['cat', 'sky'])   # weights not loaded yet: not cached
+    assert not (tmp_path / 'c').exists()
+    first = build()
+    emb = first.class_embeddings(['cat', 'sky'])
+    assert len(list((tmp_path / 'c').iterdir())) == 1
+    second = build()   # a new model: read from disk, the text tower is not run
+    monkeypatch.setattr(second.text_encoder, 'forward', lambda names: 1 / 0)
+    assert torch.equal(second.class_embeddings(['cat', 'sky']), emb)
+    with pytest.raises(ZeroDivisionError):
+        second.class_embeddings(['cat', 'dog'])     # another class list: not cached
+    build('vild').class_embeddings(['cat', 'sky'])  # other templates: another file
+    assert len(list((tmp_path / 'c').iterdir())) == 2
