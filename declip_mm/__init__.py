@@ -11,7 +11,7 @@ from .version import __version__
 
 register_mmengine_safe_globals()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers)
 from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor  # noqa: E402
 
 

@@ -5,6 +5,7 @@
     python tools/benchmark.py backbone  [--model-name ViT-B-16] [--size 448 448]
     python tools/benchmark.py train_step [--model-name EVA02-B-16] [--vfm-arch dinov2_vitb14_reg]
                                          [--teacher-dtypes fp32 bf16] [--runs 3]
+    python tools/benchmark.py region_cls [--model-name EVA02-B-16] [--size 480 640] [--regions 10]
 
 Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
 Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
@@ -104,7 +105,49 @@ def case_train_step(args, teacher_dtype: str):
                 trainable_params=sum(p.numel() for p in params))
 
 
+def case_region_cls(args, _):
+    """Region classification of one image (SPEC §8): a generated panoptic image of ``--size`` with
+    ``--regions`` segments, 560 letterbox, crops at the tower's input size; data pipeline (regions,
+    masks, crops, letterbox) and model (content map, rois, maskpool, crop CLS) timed apart."""
+    import tempfile
+
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+
+    import declip_mm  # noqa: F401
+    from declip_mm.models.backbones.clip_towers import resolve_clip_config
+    from declip_mm.registry import DATASETS, MODELS
+    from declip_mm.testing import default_panoptic_images, write_panoptic_fixture
+    init_default_scope('mmseg')
+    vis = resolve_clip_config(args.model_name)['vision_cfg']
+    model = MODELS.build(dict(
+        type='DeCLIPRegionClassifier',
+        backbone=dict(type='DeCLIPVisionTransformer', model_name=args.model_name, attn_mode='csa'),
+        text_encoder=dict(type='DeCLIPTextEncoder', model_name=args.model_name,
+                          templates='single'))).eval()
+    patch, crop = model.backbone.patch_size[0], int(vis['image_size'])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_panoptic_fixture(tmp, default_panoptic_images(tuple(args.size), 1,
+                                                                   args.regions))
+        ds = DATASETS.build(dict(type='COCOPanopticRegionDataset', data_root=root, pipeline=[
+            dict(type='LoadPanopticRegions', image_size=560, patch_size=patch, crop_size=crop),
+            dict(type='DeCLIPLetterbox', size=560, key='img_tensor'),
+            dict(type='PackRegionInputs')]))
+        data_med, _ = _timeit(lambda: ds[0], args.runs)
+        batch = pseudo_collate([ds[0]])
+    n = int(batch['inputs']['boxes'][0].shape[0])
+    with torch.no_grad():
+        model.class_embeddings(ds.metainfo['classes'])  # once per model, not per image
+        med, times = _timeit(lambda: model.test_step(batch), args.runs)
+    return dict(case=f'region classification, {n} regions, rois+maskpool+crops (pipeline '
+                f'{data_med * 1000:.0f} ms + model)', model=args.model_name,
+                size=list(args.size), median_s=med + data_med, model_s=med, pipeline_s=data_med,
+                runs_s=times, regions=n, peak_rss_mib=_peak_mib(), threads=torch.get_num_threads())
+
+
 def cases(args):
+    if args.what == 'region_cls':
+        return [('case_region_cls', 'all')]
     if args.what == 'train_step':
         return [('case_train_step', d) for d in args.teacher_dtypes]
     if args.what == 'segmentor':
@@ -112,7 +155,7 @@ def cases(args):
     return [('case_backbone', m) for m in ('vanilla', 'csa')]
 
 
-WHATS = ('segmentor', 'backbone', 'train_step')
+WHATS = ('segmentor', 'backbone', 'train_step', 'region_cls')
 
 
 def parse_args(argv=None):
@@ -128,6 +171,7 @@ def parse_args(argv=None):
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--teacher-dtypes', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
                    help='train_step: teacher precision(s) to compare')
+    p.add_argument('--regions', type=int, default=10, help='region_cls: segments of the image')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--json', default=None, help='also write the results here')
     p.add_argument('--_child', nargs=2, default=None, help=argparse.SUPPRESS)

@@ -58,8 +58,8 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
                         config_path: Optional[str] = None) -> Runner:
     """Route the checkpoint, build the Runner, load weights and check the class names.
 
-    The class-name list is checked against the test dataset (count and order) before any image is
-    processed; weights are loaded (from local files only) before the first batch.
+    The class-name list (if the model has one) is checked against the test dataset (count and order)
+    before any image is processed; weights are loaded (from local files only) before the first batch.
     """
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -75,6 +75,8 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     if hasattr(seg, 'class_names'):
         check_class_names(seg.class_names, dataset.metainfo.get('classes'),
                           source='model.class_names')
-        if kind != 'segmentor':
-            seg.init_weights()
+    # models with a text tower (segmentor, region classifier) load their local weights here (the
+    # Runner initialises weights only when training); a whole-model checkpoint is loaded by test()
+    if hasattr(seg, 'text_encoder') and kind != 'segmentor':
+        seg.init_weights()
     return runner

@@ -1,4 +1,5 @@
 from .backbones import VFMTeacher, DeCLIPVisionTransformer
+from .classifiers import DeCLIPRegionClassifier, RegionDataPreprocessor
 from .distillers import DeCLIPDataPreprocessor, DeCLIPDistiller
 from .losses import ContentDistillLoss, ContextDistillLoss
 from .segmentors import DeCLIPSegTTAModel, DeCLIPZeroShotSegmentor
@@ -6,4 +7,5 @@ from .text import DeCLIPTextEncoder
 
 __all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
            'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
-           'ContentDistillLoss', 'ContextDistillLoss']
+           'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPRegionClassifier',
+           'RegionDataPreprocessor']

@@ -33,7 +33,7 @@ from ..layers import DECOUPLED_MODES
 
 __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set', 'CONTEXT_KEYS']
 
-_TEACHERS = ('clip_teacher.', 'vfm_teacher.')
+_TEACHERS = ('clip_teacher.', 'vfm_teacher.', 'region_eval.')
 #: decoupled mode -> the last block's projection it neither uses nor distils (kept frozen)
 _UNDISTILLED = {'qq': 'k', 'kk': 'q'}
 #: decoupled mode -> the backbone outputs that are the context (SPEC §4)
@@ -99,6 +99,13 @@ class DeCLIPDistiller(BaseModel):
             ``head_mode='per_head'`` option splits the context by head).
         teacher_dtype (str, optional): ``'bf16'`` / ``'fp16'`` autocast for both teachers.
         data_preprocessor (dict): defaults to ``DeCLIPDataPreprocessor``.
+        region_eval (dict, optional): a ``DeCLIPRegionClassifier`` config (its backbone is the
+            student; ``text_encoder`` model name and weights default to the student's) to run region
+            classification as validation after training epochs (``configs/_base_/region_cls_val.py``).
+            Its extra key ``merge_alpha`` (default 0.7) makes validation run on
+            ``alpha * student + (1 - alpha) * original``, the tower exported after the epoch, as the
+            official code evaluates; None evaluates the student itself. Left out of checkpoints like
+            the teachers. Defaults to None (no validation).
     """
 
     def __init__(self,
@@ -109,6 +116,7 @@ class DeCLIPDistiller(BaseModel):
                  context_source: str = 'qk',
                  teacher_dtype: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
+                 region_eval: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # built from mmseg's registry, so the model also builds outside a Runner / default scope
         data_preprocessor = MODELS.build(data_preprocessor or dict(type='DeCLIPDataPreprocessor')) \
@@ -146,8 +154,23 @@ class DeCLIPDistiller(BaseModel):
             name = f'student.visual.transformer.resblocks.{self.student.depth - 1}.attn.'
             self.frozen_slices = [(name + 'in_proj_weight', slice(start, start + d)),
                                   (name + 'in_proj_bias', slice(start, start + d))]
+        self.region_eval_alpha = (region_eval or {}).get('merge_alpha', 0.7)
+        self.region_eval = self._build_region_eval(region_eval, student)
+        self._val_tower = None  # the alpha-merged student, built once per validation
         self._register_state_dict_hook(self._drop_teachers)
         self._register_load_state_dict_pre_hook(self._fill_teachers, with_module=True)
+
+    @staticmethod
+    def _build_region_eval(cfg: Optional[dict], student: dict):
+        if cfg is None:
+            return None
+        cfg = copy.deepcopy(dict(cfg))
+        cfg.pop('merge_alpha', None)
+        cfg['backbone'] = None  # the student is lent at each validation step
+        te = cfg.setdefault('text_encoder', dict(type='DeCLIPTextEncoder'))
+        te.setdefault('model_name', student.get('model_name', 'ViT-B-16'))
+        te.setdefault('pretrained', student.get('pretrained'))
+        return MODELS.build(cfg)
 
     # teachers outside checkpoints --------------------------------------------------------------
     @staticmethod
@@ -159,7 +182,7 @@ class DeCLIPDistiller(BaseModel):
     @staticmethod
     def _fill_teachers(module, state_dict, prefix, *args):
         # checkpoints hold no teacher weights: keep the current ones (strict loading still works)
-        for name in ('clip_teacher', 'vfm_teacher'):
+        for name in ('clip_teacher', 'vfm_teacher', 'region_eval'):
             teacher = getattr(module, name)
             if teacher is not None:
                 for k, v in teacher.state_dict(prefix=f'{prefix}{name}.').items():
@@ -172,13 +195,19 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher.lock()
         if self.vfm_teacher is not None:
             self.vfm_teacher.init_weights()
+        if self.region_eval is not None:
+            self.region_eval.init_weights()
         self._is_init = True
 
     def train(self, mode: bool = True) -> DeCLIPDistiller:
         super().train(mode)
+        if mode:
+            self._val_tower = None  # the student changes again: rebuild at the next validation
         self.clip_teacher.eval()
         if self.vfm_teacher is not None:
             self.vfm_teacher.eval()
+        if self.region_eval is not None:
+            self.region_eval.eval()
         return self
 
     # forward -----------------------------------------------------------------------------------
@@ -223,6 +252,31 @@ class DeCLIPDistiller(BaseModel):
             losses[self.context_loss.loss_name] = self.context_loss(
                 feats, vfm, valid, num_heads=self.student.num_heads)
         return losses
+
+    def val_tower(self):
+        """The tower region validation runs on: the student, or its alpha-merge with the original
+        weights (the frozen CLIP teacher's) when ``merge_alpha`` is set."""
+        if self.region_eval_alpha is None:
+            return self.student
+        if self._val_tower is None:
+            from ...engine.hooks import merge_weights  # pure function; engine imports no models
+            tower = copy.deepcopy(self.student).eval()
+            tower.visual.load_state_dict(merge_weights(
+                self.student.visual.state_dict(), self.clip_teacher.visual.state_dict(),
+                float(self.region_eval_alpha)))
+            self._val_tower = [tower]  # in a list: not a registered submodule (no state dict)
+        return self._val_tower[0]
+
+    def val_step(self, data) -> list:
+        """Region classification (``region_eval``) of :meth:`val_tower`; else mmengine's."""
+        if self.region_eval is None:
+            return super().val_step(data)
+        return self.region_eval.predict_step(data, backbone=self.val_tower())
+
+    def test_step(self, data) -> list:
+        if self.region_eval is None:
+            return super().test_step(data)
+        return self.region_eval.predict_step(data, backbone=self.val_tower())
 
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):
         if mode == 'loss':

@@ -1,4 +1,4 @@
-from .templates import TEMPLATES, get_templates
+from .templates import TEMPLATES, fill_template, get_templates
 from .text_encoder import DeCLIPTextEncoder
 
-__all__ = ['DeCLIPTextEncoder', 'TEMPLATES', 'get_templates']
+__all__ = ['DeCLIPTextEncoder', 'TEMPLATES', 'get_templates', 'fill_template']

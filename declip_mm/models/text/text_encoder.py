@@ -18,7 +18,7 @@ from ...converters import match_state_dict, text_state_dict, to_open_clip_state_
 from ...registry import MODELS
 from ...utils import check_local_file, load_weight_file
 from ..backbones.clip_towers import build_text_tower, default_quick_gelu, resolve_clip_config
-from .templates import get_templates
+from .templates import fill_template, get_templates
 
 __all__ = ['DeCLIPTextEncoder']
 
@@ -31,7 +31,8 @@ class DeCLIPTextEncoder(BaseModule):
         model_name (str | dict): open_clip model name or config (as the image backbone).
         pretrained (str, optional): local checkpoint holding the text tower (any format of SPEC §1);
             loaded by :meth:`init_weights`. ``None`` keeps random weights.
-        templates (str | list[str]): ``'imagenet80'``, ``'vild'``, ``'single'`` or ``'{}'`` strings.
+        templates (str | list[str]): ``'imagenet80'``, ``'vild'``, ``'single'``, ``'vild_hand_craft'``
+            or ``'{}'`` strings (see ``templates.py``).
         batch_size (int): prompts per forward of the text tower. Defaults to 256.
         quick_gelu (bool, optional): as in the backbone (QuickGELU for OpenAI names by default).
         frozen (bool): keep the tower frozen (no grads, eval mode). Defaults to True.
@@ -160,7 +161,7 @@ class DeCLIPTextEncoder(BaseModule):
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        prompts = [t.format(n) for n in flat for t in self.templates]
+        prompts = [fill_template(t, n) for n in flat for t in self.templates]
         with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
             emb = self.encode_text(prompts, normalize=True)
         emb = emb.view(len(flat), len(self.templates), -1).mean(dim=1)

@@ -1,0 +1,3 @@
+from .region_cls_metric import RegionClassificationMetric, mean_class_accuracy
+
+__all__ = ['RegionClassificationMetric', 'mean_class_accuracy']
