@@ -60,13 +60,14 @@ def test_checkpoint_of_another_mode_is_refused(tmp_path):
     root = write_fixture(tmp_path / 'data')
     opts = _tiny_options(tmp_path, root)
     bb = DeCLIPVisionTransformer(tiny_clip_config('eva02'))
-    ckpt = tmp_path / 'declip_qq.pth'
+    ckpt = tmp_path / 'declip_csa.pth'
     sd = {'visual.' + k: v for k, v in bb.visual.state_dict().items()}
-    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'qq'}}, ckpt)
+    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'csa'}}, ckpt)
     args = [RC_CONFIGS[0], str(ckpt), '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *opts]
-    with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
-        test_tool.main(args)
-    metrics = test_tool.main(args + ['model.backbone.attn_mode=qq'])
+    # a csa checkpoint run in qq drops its K branch: refused (docs/method.md, allowed mode pairs)
+    with pytest.raises(ValueError, match="trained with attn_mode='csa'.*attn_mode='qq'"):
+        test_tool.main(args + ['model.backbone.attn_mode=qq'])
+    metrics = test_tool.main(args)
     assert set(metrics) == KEYS
 
 
