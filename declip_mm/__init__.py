@@ -1,8 +1,8 @@
 """declip_mm: DeCLIP (CVPR 2025) as an MMEngine / MMSegmentation plugin.
 
-``import declip_mm`` registers every component into mmseg's registries (and the backbone and the
-simple-pyramid resampler into mmdet's when mmdet is installed), and lets mmengine resume its
-training checkpoints under torch's ``weights_only`` loading.
+``import declip_mm`` registers every component into mmseg's registries (and the backbone, the
+simple-pyramid resampler and the F-ViT detector parts into mmdet's when mmdet is installed), and
+lets mmengine resume its training checkpoints under torch's ``weights_only`` loading.
 """
 import importlib.util
 
@@ -26,6 +26,8 @@ def _register_mmdet() -> bool:
     for cls in (DeCLIPVisionTransformer, SimplePyramidResampler):
         if MMDET_MODELS.get(cls.__name__) is not cls:
             MMDET_MODELS.register_module(module=cls, force=True)
+    # the open-vocabulary detector parts subclass mmdet's; they register themselves on import
+    from .models import detectors  # noqa: F401
     return True
 
 

@@ -338,16 +338,21 @@ class DeCLIPVisionTransformer(BaseModule):
             return self._forward_dict(x)
         return self.forward_featmaps(x)[0]
 
-    def forward_featmaps(self, x: Tensor) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+    def forward_featmaps(self, x: Tensor, need_content: bool = False
+                         ) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
         """The featmap outputs and the unresampled content map (for an RoI-aligned CLIP score).
 
+        Args:
+            x (Tensor): (B, 3, H, W) images.
+            need_content (bool): compute the content map even if ``out_indices`` does not ask for it.
+
         Returns:
-            tuple: (maps as :meth:`forward` in featmap mode, content (B, E, h, w) at the patch stride
-            or ``None`` when ``out_indices`` does not request it).
+            tuple: (maps as :meth:`forward` in featmap mode, content (B, E, h, w) at the patch stride,
+            or ``None`` when neither ``out_indices`` nor ``need_content`` asks for it).
         """
         if self.out_type != 'featmap':
             raise ValueError("forward_featmaps needs out_type='featmap'")
-        out = self._forward_dict(x, decoupled=self.with_content_map)
+        out = self._forward_dict(x, decoupled=self.with_content_map or need_content)
         blocks = sorted(i for i in self.out_indices if i != self.depth - 1)
         by_block = dict(zip(blocks, out['intermediates']))
         content = out.get('content')
