@@ -1,8 +1,8 @@
 """declip_mm: DeCLIP (CVPR 2025) as an MMEngine / MMSegmentation plugin.
 
-``import declip_mm`` registers every component into mmseg's registries (and the backbone into mmdet's
-when mmdet is installed), and lets mmengine resume its training checkpoints under torch's
-``weights_only`` loading.
+``import declip_mm`` registers every component into mmseg's registries (and the backbone, the
+simple-pyramid resampler and the F-ViT detector parts into mmdet's when mmdet is installed), and
+lets mmengine resume its training checkpoints under torch's ``weights_only`` loading.
 """
 import importlib.util
 
@@ -12,7 +12,8 @@ from .version import __version__
 register_mmengine_safe_globals()
 
 from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers)
-from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor  # noqa: E402
+from .models import (DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor,  # noqa: E402
+                     SimplePyramidResampler)
 
 
 def _register_mmdet() -> bool:
@@ -22,13 +23,15 @@ def _register_mmdet() -> bool:
         from mmdet.registry import MODELS as MMDET_MODELS
     except Exception:  # mmdet present but broken: mmseg use must still work
         return False
-    for cls in (DeCLIPVisionTransformer, ):
+    for cls in (DeCLIPVisionTransformer, SimplePyramidResampler):
         if MMDET_MODELS.get(cls.__name__) is not cls:
             MMDET_MODELS.register_module(module=cls, force=True)
+    # the open-vocabulary detector parts subclass mmdet's; they register themselves on import
+    from .models import detectors  # noqa: F401
     return True
 
 
 MMDET_REGISTERED = _register_mmdet()
 
 __all__ = ['__version__', 'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
-           'MMDET_REGISTERED']
+           'SimplePyramidResampler', 'MMDET_REGISTERED']

@@ -2,10 +2,11 @@ from .backbones import VFMTeacher, DeCLIPVisionTransformer
 from .classifiers import DeCLIPRegionClassifier, RegionDataPreprocessor
 from .distillers import DeCLIPDataPreprocessor, DeCLIPDistiller
 from .losses import ContentDistillLoss, ContextDistillLoss
+from .necks import SimplePyramidResampler
 from .segmentors import DeCLIPSegTTAModel, DeCLIPZeroShotSegmentor
 from .text import DeCLIPTextEncoder
 
 __all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
            'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
            'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPRegionClassifier',
-           'RegionDataPreprocessor']
+           'RegionDataPreprocessor', 'SimplePyramidResampler']

@@ -9,6 +9,10 @@ Call graph::
       └─ ops.head                   final norm + projection on the patch rows -> 'content'
     encode_image(x)                 the untouched CLIP path (normal last block, CLS pooled)
 
+``out_type='dict'`` (default, declip_mm's own models) returns the named outputs below;
+``out_type='featmap'`` returns a tuple of (B, C, h, w) maps, one per ``out_indices`` entry, for the
+necks of mmseg / mmdet configs (optionally resampled ViTDet-style by ``out_scales``).
+
 Content = patch rows of the decoupled block's output after the final norm and projection head
 (not normalised). Context = the full-width query projection Q (and K in ``kk``/``csa``) of the patch
 tokens: bias included, no RoPE, heads concatenated, not normalised.
@@ -16,7 +20,7 @@ tokens: bias included, no RoPE, heads concatenated, not normalised.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,10 +34,13 @@ from ...registry import MODELS
 from ...utils import check_local_file, load_weight_file
 from ..layers import DECOUPLED_MODES, check_attn_mode, decoupled_attention, resize_pos_embed
 from ..layers.mode_pairs import check_mode_pair
+from ..necks import SimplePyramidResampler, check_pyramid_scales
 from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
                           resolve_clip_config, tower_ops)
 
 __all__ = ['DeCLIPVisionTransformer']
+
+OUT_TYPES = ('dict', 'featmap')
 
 
 @MODELS.register_module()
@@ -48,10 +55,23 @@ class DeCLIPVisionTransformer(BaseModule):
             ``None`` keeps the random initialisation.
         attn_mode (str): ``'vanilla'``, ``'maskclip'``, ``'qq'``, ``'kk'`` or ``'csa'``. Defaults to ``'csa'``.
         attn_scale (float, optional): τ of the decoupled attention; ``None`` means 1/√d.
-        out_indices (sequence[int]): blocks (0-based, negative allowed, not the last one) whose
-            patch tokens are returned as ``'intermediates'``. Defaults to ``()``.
+        out_indices (sequence[int]): blocks (0-based, negative allowed, no duplicates) whose patch
+            tokens are returned: as ``'intermediates'`` (dict, block order; the last block is not
+            allowed) or as the maps of the tuple (featmap, in the given order). In featmap mode the
+            last block's index (``depth - 1`` or ``-1``) may be the **last** entry and stands for the
+            decoupled content map (B, E, h, w); the other maps have the tower width D.
+            Defaults to ``()``.
+        out_type (str): ``'dict'`` (named outputs, see :meth:`forward`) or ``'featmap'`` (tuple of
+            maps for mmseg/mmdet necks). Defaults to ``'dict'``.
+        out_scales (sequence[float], optional): featmap only; one resampling factor per
+            ``out_indices`` entry (powers of two in [1/8, 8]): ViTDet's simple pyramid, i.e. learned
+            2x transposed convs for > 1, identity for 1, max-pooling for < 1 (see
+            :class:`SimplePyramidResampler`). ``(4.0, 2.0, 1.0, 0.5)`` on a /16 tower gives strides
+            4, 8, 16, 32. ``None`` returns every map at the patch stride.
         frozen_stages (int): -1 freezes nothing; 0 freezes the patch embedding, CLS and position
-            embedding; k > 0 also freezes blocks 0..k-1. Defaults to -1.
+            embedding; k > 0 also freezes blocks 0..k-1; ``depth`` freezes the whole tower including
+            the final norm and projection (F-ViT's frozen CLIP; the resampler stays trainable).
+            Defaults to -1.
         with_cp (bool): gradient checkpointing of blocks 0..L-2 in training. Defaults to False.
         quick_gelu (bool, optional): activation of OpenAI towers; ``None`` picks QuickGELU for the
             OpenAI model names (their weights were trained with it). Ignored by EVA02.
@@ -67,6 +87,8 @@ class DeCLIPVisionTransformer(BaseModule):
                  attn_mode: str = 'csa',
                  attn_scale: Optional[float] = None,
                  out_indices: Sequence[int] = (),
+                 out_type: str = 'dict',
+                 out_scales: Optional[Sequence[float]] = None,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  quick_gelu: Optional[bool] = None,
@@ -89,7 +111,14 @@ class DeCLIPVisionTransformer(BaseModule):
         self.patch_size = self.ops.patch_size
         self.depth = len(self.ops.blocks())
         self.attn_scale = float(attn_scale) if attn_scale is not None else self.head_dim ** -0.5
+        if out_type not in OUT_TYPES:
+            raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
+        self.out_type = out_type
         self.out_indices = self._check_out_indices(out_indices)
+        self.with_content_map = out_type == 'featmap' and self.depth - 1 in self.out_indices
+        self.out_channels = [self.embed_dim if i == self.depth - 1 else self.width
+                             for i in self.out_indices]
+        self.resampler = self._build_resampler(out_scales)
         self.frozen_stages = int(frozen_stages)
         if not -1 <= self.frozen_stages <= self.depth:
             raise ValueError(f'frozen_stages must be in [-1, {self.depth}], got {frozen_stages}')
@@ -104,13 +133,39 @@ class DeCLIPVisionTransformer(BaseModule):
     # ------------------------------------------------------------------------------------------
     def _check_out_indices(self, out_indices: Sequence[int]) -> List[int]:
         out = []
-        for i in out_indices:
+        featmap = self.out_type == 'featmap'
+        last = self.depth - 1
+        for n, i in enumerate(out_indices):
             j = int(i) + self.depth if int(i) < 0 else int(i)
-            if not 0 <= j < self.depth - 1:
+            if featmap and j == last:
+                if n != len(out_indices) - 1:
+                    raise ValueError(f'out_indices entry {i} (the last block, i.e. the content map) '
+                                     'must be the last entry of out_indices')
+            elif not 0 <= j < last:
+                hint = (f'0..{last - 1}, or {last} / -1 as the last entry for the content map'
+                        if featmap else f'0..{last - 1}; the last block is decoupled, its output is '
+                        "'content'")
                 raise ValueError(f'out_indices entry {i} is out of range for a {self.depth}-block '
-                                 f'tower (valid: 0..{self.depth - 2}; the last block is decoupled)')
+                                 f'tower (valid: {hint})')
+            if j in out:
+                raise ValueError(f'out_indices has block {j} twice: {tuple(out_indices)}')
             out.append(j)
+        if featmap and not out:
+            raise ValueError("out_type='featmap' needs at least one out_indices entry")
         return out
+
+    def _build_resampler(self, out_scales: Optional[Sequence[float]]
+                         ) -> Optional[SimplePyramidResampler]:
+        if out_scales is None:
+            return None
+        if self.out_type != 'featmap':
+            raise ValueError("out_scales only applies to out_type='featmap' "
+                             f'(out_type is {self.out_type!r})')
+        scales = check_pyramid_scales(out_scales, 'out_scales')
+        if len(scales) != len(self.out_indices):
+            raise ValueError(f'out_scales has {len(scales)} entries but out_indices has '
+                             f'{len(self.out_indices)}; give one scale per output map')
+        return SimplePyramidResampler(self.out_channels, scales)
 
     @property
     def name(self) -> str:
@@ -132,6 +187,10 @@ class DeCLIPVisionTransformer(BaseModule):
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
+        if self.frozen_stages == self.depth:  # the whole tower, final norm and projection too
+            self.visual.eval()
+            self.visual.requires_grad_(False)
+            return
         for p in self._stem_params():
             p.requires_grad = False
         for blk in list(self.ops.blocks())[:self.frozen_stages]:
@@ -141,7 +200,9 @@ class DeCLIPVisionTransformer(BaseModule):
 
     def train(self, mode: bool = True) -> DeCLIPVisionTransformer:
         super().train(mode)
-        if mode and self.frozen_stages > 0:
+        if mode and self.frozen_stages == self.depth:
+            self.visual.eval()
+        elif mode and self.frozen_stages > 0:
             for blk in list(self.ops.blocks())[:self.frozen_stages]:
                 blk.eval()
         return self
@@ -259,21 +320,55 @@ class DeCLIPVisionTransformer(BaseModule):
         out['tokens'] = o
         return out
 
-    def forward(self, x: Tensor) -> Dict[str, Any]:
+    def forward(self, x: Tensor) -> Union[Dict[str, Any], Tuple[Tensor, ...]]:
         """Dense features.
 
         Args:
             x (Tensor): (B, 3, H, W) normalised images, H and W multiples of the patch size.
 
         Returns:
-            dict: ``'content'`` (B, E, h, w) not normalised; ``'context_q'`` (B, D, h, w);
-            ``'context_k'`` (B, D, h, w) in ``kk``/``csa`` modes; ``'intermediates'``: list of
-            (B, D, h, w) for ``out_indices``.
+            dict (``out_type='dict'``): ``'content'`` (B, E, h, w) not normalised; ``'context_q'``
+            (B, D, h, w); ``'context_k'`` (B, D, h, w) in ``kk``/``csa`` modes; ``'intermediates'``:
+            list of (B, D, h, w) for ``out_indices``.
+
+            tuple (``out_type='featmap'``): one map per ``out_indices`` entry, (B, D, h·s, w·s) for a
+            block and (B, E, h·s, w·s) for the content map, s the entry's ``out_scales`` factor (1 if
+            not given). Channels: :attr:`out_channels`.
         """
+        if self.out_type == 'dict':
+            return self._forward_dict(x)
+        return self.forward_featmaps(x)[0]
+
+    def forward_featmaps(self, x: Tensor, need_content: bool = False
+                         ) -> Tuple[Tuple[Tensor, ...], Optional[Tensor]]:
+        """The featmap outputs and the unresampled content map (for an RoI-aligned CLIP score).
+
+        Args:
+            x (Tensor): (B, 3, H, W) images.
+            need_content (bool): compute the content map even if ``out_indices`` does not ask for it.
+
+        Returns:
+            tuple: (maps as :meth:`forward` in featmap mode, content (B, E, h, w) at the patch stride,
+            or ``None`` when neither ``out_indices`` nor ``need_content`` asks for it).
+        """
+        if self.out_type != 'featmap':
+            raise ValueError("forward_featmaps needs out_type='featmap'")
+        out = self._forward_dict(x, decoupled=self.with_content_map or need_content)
+        blocks = sorted(i for i in self.out_indices if i != self.depth - 1)
+        by_block = dict(zip(blocks, out['intermediates']))
+        content = out.get('content')
+        maps = tuple(content if i == self.depth - 1 else by_block[i] for i in self.out_indices)
+        if self.resampler is not None:
+            maps = self.resampler(maps)
+        return maps, content
+
+    def _forward_dict(self, x: Tensor, decoupled: bool = True) -> Dict[str, Any]:
         self._check_input(x)
         tokens, hw = self.ops.embed(x)
         rope = self.ops.rope(hw, tokens)
         tokens, inter = self._run_blocks(tokens, rope, hw, collect=True)
+        if not decoupled:  # featmap outputs of blocks only: the last block is not needed
+            return {'intermediates': inter}
         last = self._decoupled_last_block(tokens, rope)
         npt = self.ops.num_prefix_tokens
         content = self.ops.head(last['tokens'][:, npt:])
@@ -302,4 +397,5 @@ class DeCLIPVisionTransformer(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'model={self.name!r}, family={self.family}, attn_mode={self.attn_mode!r}, '
-                f'attn_scale={self.attn_scale:.6g}, out_indices={self.out_indices}')
+                f'attn_scale={self.attn_scale:.6g}, out_indices={self.out_indices}, '
+                f'out_type={self.out_type!r}')

@@ -1,0 +1,3 @@
+from .simple_pyramid import SimplePyramidResampler, check_pyramid_scales
+
+__all__ = ['SimplePyramidResampler', 'check_pyramid_scales']

@@ -1,0 +1,109 @@
+"""out_type='featmap' / out_scales of DeCLIPVisionTransformer and the ViTDet-style resampler (issue 14.1).
+
+The maps are checked against the dict outputs (bit-exact), the resampler against a float64 reference
+written from the operators' definitions (transposed conv k=2 s=2, channel LayerNorm, exact GELU,
+max-pooling).
+"""
+import pytest
+import torch
+from declip_reference import rel_err
+from pyramid_reference import resample_ref as _resample_ref
+
+from declip_mm.models.necks import SimplePyramidResampler
+
+
+def _randomise(module):
+    torch.manual_seed(1)
+    for p in module.parameters():  # LayerNorm starts at (1, 0): make the test see its weights
+        p.data.normal_(0, 0.5)
+
+
+@pytest.mark.parametrize('scales', [(4.0, 2.0, 1.0, 0.5), (8.0, 0.25, 0.125, 1.0)])
+@pytest.mark.parametrize('hw', [(8, 8), (8, 24)])
+def test_resampler_matches_float64_reference(scales, hw):
+    chans = [16, 16, 16, 8]
+    rs = SimplePyramidResampler(chans, scales)
+    _randomise(rs)
+    xs = [torch.randn(2, c, *hw) for c in chans]
+    outs = rs(xs)
+    for op, x, y, s in zip(rs.ops, xs, outs, scales):
+        ref = _resample_ref(op, x, s)
+        assert y.shape == (2, x.shape[1], int(hw[0] * s), int(hw[1] * s))
+        assert rel_err(y, ref) <= 1e-5, (s, rel_err(y, ref))
+    # learned only where needed: identity / pooling branches carry no parameters
+    for op, s in zip(rs.ops, scales):
+        assert (sum(p.numel() for p in op.parameters()) > 0) == (s > 1)
+
+
+def test_featmap_equals_dict_outputs(make_backbone):
+    x = torch.randn(2, 3, 24, 40)
+    ref = make_backbone(out_indices=(0, 1))
+    fm = make_backbone(out_type='featmap', out_indices=(1, 0, -1))
+    fm.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        d = ref(x)
+        maps = fm(x)
+    assert isinstance(maps, tuple) and len(maps) == 3
+    # the given order, the content map last
+    assert torch.equal(maps[0], d['intermediates'][1])
+    assert torch.equal(maps[1], d['intermediates'][0])
+    assert torch.equal(maps[2], d['content'])
+    assert fm.out_channels == [fm.width, fm.width, fm.embed_dim]
+    assert [m.shape[1] for m in maps] == fm.out_channels
+
+
+def test_featmap_out_scales_strides_and_values(make_backbone):
+    x = torch.randn(1, 3, 32, 48)  # patch 8: a 4x6 grid
+    plain = make_backbone(out_type='featmap', out_indices=(0, 1, 2))
+    scaled = make_backbone(out_type='featmap', out_indices=(0, 1, 2), out_scales=(4.0, 1.0, 0.5))
+    scaled.load_state_dict(plain.state_dict(), strict=False)
+    _randomise(scaled.resampler)
+    with torch.no_grad():
+        a = plain(x)
+        b = scaled(x)
+    assert [tuple(m.shape[-2:]) for m in b] == [(16, 24), (4, 6), (2, 3)]  # strides 2, 8, 16
+    for op, src, out, s in zip(scaled.resampler.ops, a, b, (4.0, 1.0, 0.5)):
+        assert rel_err(out, _resample_ref(op, src, s)) <= 1e-5
+
+
+def test_dict_mode_unchanged_and_has_no_resampler(make_backbone):
+    bb = make_backbone(out_indices=(0, ))
+    assert bb.out_type == 'dict' and bb.resampler is None
+    assert not any(k.startswith('resampler') for k in bb.state_dict())
+    fm = make_backbone(out_type='featmap', out_indices=(0, 2), out_scales=(2.0, 1.0))
+    assert {k.split('.')[0] for k in fm.state_dict()} == {'visual', 'resampler'}
+
+
+def test_frozen_tower_trains_only_the_resampler(make_backbone):
+    bb = make_backbone(out_type='featmap', out_indices=(0, 1, 2), out_scales=(2.0, 1.0, 0.5),
+                       frozen_stages=3).train()
+    assert not any(p.requires_grad for p in bb.visual.parameters())
+    assert all(p.requires_grad for p in bb.resampler.parameters())
+    assert not bb.visual.training and bb.resampler.training
+    sum(m.square().sum() for m in bb(torch.randn(1, 3, 32, 32))).backward()
+    assert all(p.grad is None for p in bb.visual.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in bb.resampler.parameters())
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(out_type='tuple'), 'unknown out_type'),
+    (dict(out_type='featmap'), 'at least one out_indices'),
+    (dict(out_indices=(0, ), out_scales=(1.0, )), "only applies to out_type='featmap'"),
+    (dict(out_type='featmap', out_indices=(0, 1), out_scales=(2.0, )), 'one scale per output'),
+    (dict(out_type='featmap', out_indices=(0, ), out_scales=(3.0, )), 'not supported'),
+    (dict(out_type='featmap', out_indices=(0, ), out_scales=('x', )), 'not supported'),
+    (dict(out_type='featmap', out_indices=(-1, 0)), 'must be the last entry'),
+    (dict(out_type='featmap', out_indices=(0, 3)), 'out of range'),
+    (dict(out_type='featmap', out_indices=(1, -2)), 'twice'),
+    (dict(out_indices=(-1, )), "the last block is decoupled, its output is 'content'"),
+])
+def test_invalid_featmap_config(make_backbone, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_backbone(**kwargs)
+
+
+def test_resampler_bad_input():
+    with pytest.raises(ValueError, match='one scale per map'):
+        SimplePyramidResampler([8, 8], [1.0])
+    with pytest.raises(ValueError, match='expected 2 maps, got 1'):
+        SimplePyramidResampler([8, 8], [1.0, 2.0])([torch.zeros(1, 8, 2, 2)])
