@@ -5,6 +5,8 @@
 * ``vild``: the 14 ViLD-style templates (``VILD_PROMPT`` of the open-vocabulary detection code bases
   that CLIPSelf / DeCLIP use for region classification, SPEC §8).
 * ``single``: ``'a photo of a {}.'``.
+* ``catseg``: ``'A photo of a {} in the scene'``, the single prompt of CAT-Seg's ViT-B/L configs
+  (``PROMPT_ENSEMBLE_TYPE: single``, SPEC §7).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ TEMPLATES = {
     'imagenet80': _imagenet80,
     'vild': lambda: _VILD,
     'single': lambda: ('a photo of a {}.', ),
+    'catseg': lambda: ('A photo of a {} in the scene', ),
 }
 
 
