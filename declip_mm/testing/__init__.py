@@ -6,5 +6,5 @@ in the real layouts of the benchmarks.
 from .fixtures import BENCHMARK_LAYOUTS, TRAIN_LAYOUTS, write_benchmark_fixture
 from .tiny_models import TINY_EVA02_CLIP, TINY_OPENAI_CLIP, tiny_clip_config
 
-__all__ = ['BENCHMARK_LAYOUTS', 'TRAIN_LAYOUTS', 'write_benchmark_fixture', 'TINY_EVA02_CLIP', 'TINY_OPENAI_CLIP',
-           'tiny_clip_config']
+__all__ = ['BENCHMARK_LAYOUTS', 'TRAIN_LAYOUTS', 'write_benchmark_fixture', 'TINY_EVA02_CLIP',
+           'TINY_OPENAI_CLIP', 'tiny_clip_config']
