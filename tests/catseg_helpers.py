@@ -18,7 +18,7 @@ TINY_HEAD = dict(type='DeCLIPCATSegHead', embed_dims=16, appearance_guidance_dim
                  guidance_proj_channels=(4, 4))
 
 
-def tiny_segmentor_cfg(family='eva02', class_names=('cat', 'dog; puppy', 'sky', 'grass', 'road'),
+def tiny_segmentor_cfg(family='eva02', class_names=('cat', ('dog', 'puppy'), 'sky', 'grass', 'road'),
                        **kwargs):
     tiny = tiny_clip_config(family)
     cfg = dict(
@@ -30,7 +30,7 @@ def tiny_segmentor_cfg(family='eva02', class_names=('cat', 'dog; puppy', 'sky', 
                       out_indices=(0, 1)),
         text_encoder=dict(type='DeCLIPTextEncoder', model_name=tiny, templates='catseg'),
         decode_head=dict(TINY_HEAD),
-        class_names=list(class_names),
+        class_names=class_names if isinstance(class_names, str) else list(class_names),
         test_cfg=dict(mode='catseg', size=48, crop_size=32, stride=16, batch_size=4))
     cfg.update(kwargs)
     return cfg

@@ -176,7 +176,8 @@ class DeCLIPTextEncoder(BaseModule):
             emb = F.normalize(emb.mean(dim=1), dim=-1)
         # a trainable tower changes at every step: cache only while its weights are fixed
         if self.frozen or not self.training:
-            self._cache[key] = emb.detach()
+            emb = emb.detach()
+            self._cache[key] = emb
         return emb
 
     @staticmethod
