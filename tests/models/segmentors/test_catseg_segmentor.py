@@ -71,8 +71,9 @@ def test_optimizer_groups_from_the_training_config():
     model = build().train()
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
-    norms = {f'{m}.{k}' for m, mod in model.named_modules()
-             if isinstance(mod, (torch.nn.LayerNorm, torch.nn.GroupNorm)) for k, _ in mod.named_parameters(recurse=False)}
+    norm_types = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+    norms = {f'{m}.{k}' for m, mod in model.named_modules() if isinstance(mod, norm_types)
+             for k, _ in mod.named_parameters(recurse=False)}
     seen = set()
     for group in wrapper.optimizer.param_groups:
         for p in group['params']:
