@@ -108,3 +108,17 @@ def test_bad_class_file_and_checkpoint_mode(tmp_path):
                 'meta': {'attn_mode': 'qq'}}, ckpt)
     with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
         test_tool.main(base[:1] + [str(ckpt)] + base[1:])
+
+
+def test_eval_catseg_prints_table_next_to_published(tmp_path, capsys):
+    data = str(tmp_path / 'data')
+    write_benchmark_fixture('context59', data, num_images=1)
+    tool = load_tool('eval_catseg')
+    res = tool.main(['--data-root', data, '--benchmarks', 'context59', '--work-dir',
+                     str(tmp_path / 'wd'), '--cfg-options', *tiny_tool_options(tmp_path)])
+    out = capsys.readouterr().out
+    assert set(res) == {'context59'}
+    assert '| CAT-Seg ViT-B (published) | 31.8 | 57.5 | - |' in out
+    assert '| DeCLIP + CAT-Seg ViT-B (published) | 36.3 | 60.6 | - |' in out
+    assert f'| declip-eva02-b16 (this run) | - | {res["context59"]:.1f} | - |' in out
+    assert (tmp_path / 'wd' / 'results.md').exists()
