@@ -22,14 +22,16 @@ def test_registered_component_names():
     expect = {
         MODELS: ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
                  'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
-                 'ContentDistillLoss', 'ContextDistillLoss'],
+                 'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPCATSegHead',
+                 'DeCLIPCATSegSegmentor'],
         DATASETS: ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset',
                    'DeCLIPPascalContext60Dataset', 'DeCLIPPascalContext59Dataset',
                    'UnlabeledImageDataset'],
         TRANSFORMS: ['LoadImageOrSkip', 'DeCLIPGridCrops', 'DeCLIPLetterbox', 'PackDeCLIPInputs'],
         HOOKS: ['DeCLIPEpochHook', 'DeCLIPMergeExportHook'],
         PARAM_SCHEDULERS: ['DeCLIPWarmupCosineLR'],
-        OPTIM_WRAPPER_CONSTRUCTORS: ['DeCLIPOptimWrapperConstructor'],
+        OPTIM_WRAPPER_CONSTRUCTORS: ['DeCLIPOptimWrapperConstructor',
+                                     'DeCLIPCATSegOptimWrapperConstructor'],
     }
     for registry, names in expect.items():
         for name in names:
@@ -42,7 +44,11 @@ def test_names_do_not_clash_with_mmseg():
     import declip_mm  # noqa: F401
     import mmseg.models  # noqa: F401
     from mmseg.registry import MODELS
-    ours = {'DeCLIPVisionTransformer', 'DeCLIPTextEncoder'}
+    ours = {'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPCATSegHead',
+            'DeCLIPCATSegSegmentor'}
+    # the names of mmseg's own CAT-Seg port (projects/CAT-Seg) are not taken
+    for name in ('CATSegHead', 'CATSegAggregator', 'CATSeg'):
+        assert MODELS.get(name) is None or not MODELS.get(name).__module__.startswith('declip_mm')
     for name in ours:
         assert MODELS.get(name).__module__.startswith('declip_mm'), name
 

@@ -1,12 +1,14 @@
 from .backbones import VFMTeacher, DeCLIPVisionTransformer
 from .classifiers import DeCLIPRegionClassifier, RegionDataPreprocessor
 from .distillers import DeCLIPDataPreprocessor, DeCLIPDistiller
+from .heads import DeCLIPCATSegHead
 from .losses import ContentDistillLoss, ContextDistillLoss
 from .necks import SimplePyramidResampler
-from .segmentors import DeCLIPSegTTAModel, DeCLIPZeroShotSegmentor
+from .segmentors import DeCLIPCATSegSegmentor, DeCLIPSegTTAModel, DeCLIPZeroShotSegmentor
 from .text import DeCLIPTextEncoder
 
 __all__ = ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
            'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
            'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPRegionClassifier',
-           'RegionDataPreprocessor', 'SimplePyramidResampler']
+           'RegionDataPreprocessor', 'SimplePyramidResampler', 'DeCLIPCATSegHead',
+           'DeCLIPCATSegSegmentor']

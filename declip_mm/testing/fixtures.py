@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-__all__ = ['BENCHMARK_LAYOUTS', 'write_benchmark_fixture']
+__all__ = ['BENCHMARK_LAYOUTS', 'TRAIN_LAYOUTS', 'write_benchmark_fixture']
 
 # name: data_root, image dir, label dir, image suffix, label suffix, split file, label ids, city subdir
 BENCHMARK_LAYOUTS: Dict[str, dict] = {
@@ -40,6 +40,13 @@ BENCHMARK_LAYOUTS: Dict[str, dict] = {
     'ade20k': dict(data_root='ade/ADEChallengeData2016', img_dir='images/validation',
                    ann_dir='annotations/validation', img_suffix='.jpg', seg_suffix='.png',
                    labels=list(range(151))),
+}
+
+#: training splits (same fields): COCO-Stuff164k train2017 for the CAT-Seg-style head (SPEC §7)
+TRAIN_LAYOUTS: Dict[str, dict] = {
+    'coco_stuff164k_train': dict(data_root='coco_stuff164k', img_dir='images/train2017',
+                                 ann_dir='annotations/train2017', img_suffix='.jpg',
+                                 seg_suffix='_labelTrainIds.png', labels=list(range(171))),
 }
 
 
@@ -78,7 +85,7 @@ def write_benchmark_fixture(name: str, data_dir: str, num_images: int = 2,
     """Write a small validation split of benchmark ``name`` under ``data_dir``.
 
     Args:
-        name: a key of :data:`BENCHMARK_LAYOUTS`.
+        name: a key of :data:`BENCHMARK_LAYOUTS` or :data:`TRAIN_LAYOUTS`.
         data_dir: the ``data/`` folder; the benchmark's own root is created below it.
         num_images: images to write. Defaults to 2.
         sizes: (h, w) per image; defaults alternate 48x64 and 64x40 (landscape and portrait).
@@ -90,9 +97,10 @@ def write_benchmark_fixture(name: str, data_dir: str, num_images: int = 2,
     Returns:
         str: the benchmark's data root (what a config's ``data_root`` should be).
     """
-    if name not in BENCHMARK_LAYOUTS:
-        raise KeyError(f'unknown benchmark {name!r}; known: {sorted(BENCHMARK_LAYOUTS)}')
-    lay = BENCHMARK_LAYOUTS[name]
+    layouts = {**BENCHMARK_LAYOUTS, **TRAIN_LAYOUTS}
+    if name not in layouts:
+        raise KeyError(f'unknown benchmark {name!r}; known: {sorted(layouts)}')
+    lay = layouts[name]
     rng = np.random.default_rng(seed)
     root = osp.join(data_dir, lay['data_root'])
     img_dir, ann_dir = osp.join(root, lay['img_dir']), osp.join(root, lay['ann_dir'])

@@ -1,4 +1,5 @@
+from .catseg_segmentor import DeCLIPCATSegSegmentor
 from .seg_tta import DeCLIPSegTTAModel
 from .zero_shot_segmentor import DeCLIPZeroShotSegmentor
 
-__all__ = ['DeCLIPZeroShotSegmentor', 'DeCLIPSegTTAModel']
+__all__ = ['DeCLIPZeroShotSegmentor', 'DeCLIPSegTTAModel', 'DeCLIPCATSegSegmentor']

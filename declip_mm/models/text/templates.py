@@ -12,6 +12,8 @@
   or ``the`` gets the prefix ``'This is '`` (applied to the templates here: no template starts with
   the name, so the rule does not depend on it); the name is lower-cased, ``_`` becomes a space,
   ``/`` becomes ``' or '`` and trailing dots are dropped. :func:`fill_template` applies it.
+* ``catseg``: ``'A photo of a {} in the scene'``, the single prompt of CAT-Seg's ViT-B/L configs
+  (``PROMPT_ENSEMBLE_TYPE: single``, SPEC §7).
 """
 from __future__ import annotations
 
@@ -105,6 +107,7 @@ TEMPLATES = {
     'vild': lambda: _VILD,
     'single': lambda: ('a photo of a {}.', ),
     'vild_hand_craft': _hand_craft,
+    'catseg': lambda: ('A photo of a {} in the scene', ),
 }
 
 

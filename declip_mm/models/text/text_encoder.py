@@ -35,7 +35,9 @@ class DeCLIPTextEncoder(BaseModule):
             or ``'{}'`` strings (see ``templates.py``).
         batch_size (int): prompts per forward of the text tower. Defaults to 256.
         quick_gelu (bool, optional): as in the backbone (QuickGELU for OpenAI names by default).
-        frozen (bool): keep the tower frozen (no grads, eval mode). Defaults to True.
+        frozen (bool): keep the tower frozen (no grads, eval mode). Defaults to True. A trainable
+            tower (``frozen=False``, e.g. CAT-Seg fine-tuning) caches embeddings only in eval mode,
+            and the cache is dropped whenever it switches to training.
     """
 
     def __init__(self,
@@ -65,6 +67,8 @@ class DeCLIPTextEncoder(BaseModule):
             self.text.requires_grad_(False)
 
     def train(self, mode: bool = True) -> DeCLIPTextEncoder:
+        if mode and not self.frozen:
+            self._cache.clear()  # the weights are about to change: cached embeddings go stale
         return super().train(False if self.frozen else mode)
 
     # weights -----------------------------------------------------------------------------------
@@ -146,27 +150,34 @@ class DeCLIPTextEncoder(BaseModule):
             flat += [s.strip() for s in group]
         return flat
 
-    def forward(self, names: Sequence[Union[str, Sequence[str]]]) -> Tensor:
+    def forward(self, names: Sequence[Union[str, Sequence[str]]],
+                per_template: bool = False) -> Tensor:
         """Prompt-ensembled embeddings of every name.
 
         Args:
             names: one entry per class, each a name or a list of synonyms.
+            per_template (bool): return the normalised embedding of every template instead of their
+                ensemble. Defaults to False.
 
         Returns:
-            Tensor: (num_names, E), L2-normalised, rows in the order of the flattened names.
+            Tensor: (num_names, E) L2-normalised, rows in the order of the flattened names; with
+            ``per_template`` (num_names, num_templates, E).
         """
         flat = self._flatten(names)
         device = next(self.text.parameters()).device
-        key = (tuple(flat), self.templates, str(device))
+        key = (tuple(flat), self.templates, str(device), bool(per_template))
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         prompts = [fill_template(t, n) for n in flat for t in self.templates]
         with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
             emb = self.encode_text(prompts, normalize=True)
-        emb = emb.view(len(flat), len(self.templates), -1).mean(dim=1)
-        emb = F.normalize(emb, dim=-1)
-        if self.frozen:
+        emb = emb.view(len(flat), len(self.templates), -1)
+        if not per_template:
+            emb = F.normalize(emb.mean(dim=1), dim=-1)
+        # a trainable tower changes at every step: cache only while its weights are fixed
+        if self.frozen or not self.training:
+            emb = emb.detach()
             self._cache[key] = emb
         return emb
 

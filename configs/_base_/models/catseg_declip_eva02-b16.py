@@ -1,0 +1,45 @@
+# CAT-Seg-style head on DeCLIP EVA02-B/16 content features (SPEC §7). Weights and mode live in these
+# variables; override with --cfg-options or pass a checkpoint to tools/test.py (a DeCLIP export
+# becomes model.backbone.pretrained, a trained CAT-Seg checkpoint is loaded whole).
+clip_model = 'EVA02-B-16'                           # open_clip name, or a JSON model-config file
+clip_weights = 'weights/EVA02_CLIP_B_psz16_s8B.pt'  # original CLIP: text tower (+ image tower if no DeCLIP)
+declip_weights = clip_weights                       # a DeCLIP export, e.g. work_dirs/.../declip_epoch_6.pth
+attn_mode = 'csa'                                   # DeCLIP content features (the released checkpoints' mode)
+
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
+    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(384, 384))  # training batches only (test images are not padded)
+model = dict(
+    type='DeCLIPCATSegSegmentor',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(type='DeCLIPVisionTransformer', model_name=clip_model, pretrained=declip_weights,
+                  attn_mode=attn_mode, attn_scale=None, out_indices=(3, 7)),
+    text_encoder=dict(type='DeCLIPTextEncoder', model_name=clip_model, pretrained=clip_weights,
+                      templates='catseg'),
+    # channel numbers of the towers (text/feat/backbone channels, prompts) are filled in by the
+    # segmentor; the rest is CAT-Seg's configs/vitb_384.yaml
+    decode_head=dict(
+        type='DeCLIPCATSegHead',
+        embed_dims=128,
+        appearance_guidance_dims=128,
+        text_guidance_dims=128,
+        num_layers=2,
+        num_heads=4,
+        window_size=12,
+        pad_len=256,
+        pool_size=2,
+        decoder_channels=(64, 32),
+        guidance_channels=(256, 128),
+        guidance_proj_channels=(32, 16),
+        ignore_index=255),
+    class_names=None,            # set by each dataset config
+    name_separator=';',
+    clip_finetune='attention',   # Q/V projections + position embeddings of both towers
+    clip_size=None,              # 384 crops go to the backbone as they are (24x24 tokens)
+    test_cfg=dict(mode='catseg', size=640, crop_size=384, stride=256, global_view=True,
+                  batch_size=5))

@@ -1,0 +1,8 @@
+# The plain-CLIP baseline of SPEC §7 (CAT-Seg on OpenAI CLIP ViT-B/16): dense features of the last
+# block's value path with its residual and FFN (CAT-Seg's ``forward_dense``, our 'maskclip' mode).
+_base_ = './catseg_declip_eva02-b16.py'
+clip_model = 'ViT-B-16'
+clip_weights = 'weights/ViT-B-16.pt'
+model = dict(
+    backbone=dict(model_name=clip_model, pretrained=clip_weights, attn_mode='maskclip'),
+    text_encoder=dict(model_name=clip_model, pretrained=clip_weights))

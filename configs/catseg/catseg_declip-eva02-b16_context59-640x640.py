@@ -1,0 +1,10 @@
+# Evaluate the CAT-Seg-style head on DeCLIP EVA02-B/16 on context59 (SPEC §7):
+# image resized to 640x640, four 384 windows (stride 256) + a global 384 view. Pass a trained checkpoint:
+#   python tools/test.py THIS work_dirs/<train config>/iter_80000.pth
+_base_ = [
+    '../_base_/models/catseg_declip_eva02-b16.py',
+    '../_base_/datasets/catseg_context59.py',
+    '../_base_/tf_runtime.py',
+]
+custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
+model = dict(class_names='{{fileDirname}}/../class_names/context59.txt')

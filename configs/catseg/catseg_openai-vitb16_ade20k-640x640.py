@@ -1,0 +1,10 @@
+# Evaluate the CAT-Seg-style head on OpenAI CLIP ViT-B/16 (plain-CLIP baseline) on ade20k (SPEC §7):
+# image resized to 640x640, four 384 windows (stride 256) + a global 384 view. Pass a trained checkpoint:
+#   python tools/test.py THIS work_dirs/<train config>/iter_80000.pth
+_base_ = [
+    '../_base_/models/catseg_openai-vitb16.py',
+    '../_base_/datasets/catseg_ade20k.py',
+    '../_base_/tf_runtime.py',
+]
+custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
+model = dict(class_names='{{fileDirname}}/../class_names/ade20k.txt')

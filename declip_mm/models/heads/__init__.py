@@ -1,0 +1,3 @@
+from .catseg_head import DeCLIPCATSegHead
+
+__all__ = ['DeCLIPCATSegHead']
