@@ -65,6 +65,13 @@ class DeCLIPTextEncoder(BaseModule):
         self._cache: Dict[Tuple, Tensor] = {}
         if self.frozen:
             self.text.requires_grad_(False)
+        # new weights (e.g. a segmentor checkpoint loaded after an eval-mode forward) make cached
+        # embeddings stale
+        self.register_load_state_dict_post_hook(self._drop_cache)
+
+    @staticmethod
+    def _drop_cache(module, incompatible_keys) -> None:
+        module._cache.clear()
 
     def train(self, mode: bool = True) -> DeCLIPTextEncoder:
         if mode and not self.frozen:

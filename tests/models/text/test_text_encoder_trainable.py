@@ -28,7 +28,16 @@ def test_trainable_tower_caches_only_in_eval_mode():
     with torch.no_grad():
         enc.text.transformer.resblocks[0].attn.in_proj_bias.add_(0.5)
     enc.eval()
-    assert not torch.allclose(enc(['cat', 'dog']), c)
+    d = enc(['cat', 'dog'])
+    assert not torch.allclose(d, c)
+    # weights loaded in eval mode (a segmentor checkpoint after a first forward): no stale cache
+    other = DeCLIPTextEncoder(tiny_clip_config('openai'), templates='single', frozen=False).eval()
+    other.load_state_dict(enc.state_dict())
+    torch.testing.assert_close(other(['cat', 'dog']), d)
+    torch.manual_seed(1)
+    fresh = DeCLIPTextEncoder(tiny_clip_config('openai'), templates='single', frozen=False)
+    other.load_state_dict(fresh.state_dict())
+    torch.testing.assert_close(other(['cat', 'dog']), fresh.eval()(['cat', 'dog']))
 
 
 def test_per_template_embeddings():
