@@ -38,10 +38,11 @@ __all__ = ['DeCLIPCATSegHead']
 
 class _AggregationLayer(nn.Module):
     def __init__(self, embed_dims, appearance_dims, text_dims, num_heads, window_size, pad_len,
-                 pool_size) -> None:
+                 pool_size, pool_at_test) -> None:
         super().__init__()
         self.spatial = SpatialAggregation(embed_dims, appearance_dims, num_heads, window_size)
-        self.cls = ClassAggregation(embed_dims, text_dims, num_heads, pad_len, pool_size)
+        self.cls = ClassAggregation(embed_dims, text_dims, num_heads, pad_len, pool_size,
+                                    pool_at_test)
 
     def forward(self, x: Tensor, appearance: Optional[Tensor], text: Optional[Tensor]) -> Tensor:
         return self.cls(self.spatial(x, appearance), text)
@@ -66,6 +67,8 @@ class DeCLIPCATSegHead(BaseModule):
         window_size (int): Swin window (the second block shifts by half). Defaults to 12.
         pad_len (int): fixed class length of the class step. Defaults to 256.
         pool_size (int): grid pooling of the class step in training. Defaults to 2.
+        pool_at_test (bool): pool in eval mode too. Defaults to False (SPEC §7: no pooling at test;
+            the public ``ClassTransformerLayer`` pools in both modes, set True to reproduce it).
         decoder_channels, guidance_channels, guidance_proj_channels: see
             :class:`UpsampleDecoder`. Defaults (64, 32), (256, 128), (32, 16).
         loss_weight (float): Defaults to 1.0.
@@ -89,6 +92,7 @@ class DeCLIPCATSegHead(BaseModule):
                  window_size: int = 12,
                  pad_len: int = 256,
                  pool_size: int = 2,
+                 pool_at_test: bool = False,
                  decoder_channels: Sequence[int] = (64, 32),
                  guidance_channels: Sequence[int] = (256, 128),
                  guidance_proj_channels: Sequence[int] = (32, 16),
@@ -111,7 +115,8 @@ class DeCLIPCATSegHead(BaseModule):
             if text_guidance_dims > 0 else None
         self.layers = nn.ModuleList([
             _AggregationLayer(embed_dims, appearance_guidance_dims, text_guidance_dims, num_heads,
-                              window_size, self.pad_len, pool_size) for _ in range(num_layers)])
+                              window_size, self.pad_len, pool_size, pool_at_test)
+            for _ in range(num_layers)])
         self.decoder = UpsampleDecoder(embed_dims, decoder_channels, backbone_channels,
                                        guidance_channels, guidance_proj_channels)
         self.loss_weight = float(loss_weight)

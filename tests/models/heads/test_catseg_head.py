@@ -154,6 +154,11 @@ def test_class_step_pools_only_in_training():
     unpooled.load_state_dict(layer.state_dict())
     assert not torch.allclose(layer.train()(x, g), unpooled.train()(x, g))
     torch.testing.assert_close(layer.eval()(x, g), unpooled(x, g))
+    # the public layer's behaviour (pooling in both modes) through the head's option
+    from declip_mm.models.heads import DeCLIPCATSegHead
+    head = DeCLIPCATSegHead(pool_at_test=True)
+    assert all(layer.cls._pooling() == 2 for layer in head.eval().layers)
+    assert all(layer.cls._pooling() == 1 for layer in DeCLIPCATSegHead().eval().layers)
 
 
 # ---------------------------------------------------------------------------------------------
