@@ -105,9 +105,10 @@ def test_bad_class_file_and_checkpoint_mode(tmp_path):
     bb = DeCLIPVisionTransformer(tiny_clip_config('eva02'))
     ckpt = tmp_path / 'declip_epoch_1.pth'
     torch.save({'state_dict': {'visual.' + k: v for k, v in bb.visual.state_dict().items()},
-                'meta': {'attn_mode': 'qq'}}, ckpt)
-    with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
-        test_tool.main(base[:1] + [str(ckpt)] + base[1:])
+                'meta': {'attn_mode': 'csa'}}, ckpt)
+    # csa weights run in qq drop their trained K branch: refused (qq -> csa is allowed)
+    with pytest.raises(ValueError, match="trained with attn_mode='csa'.*attn_mode='qq'"):
+        test_tool.main(base[:1] + [str(ckpt)] + base[1:] + ['model.backbone.attn_mode=qq'])
 
 
 def test_eval_catseg_prints_table_next_to_published(tmp_path, capsys):

@@ -173,10 +173,11 @@ def test_bad_input(tmp_path):
         MODELS.build(tiny_segmentor_cfg(clip_finetune='lora'))
     # a backbone checkpoint of another decoupled mode
     model = build()
-    ckpt = tmp_path / 'declip_qq.pth'
+    ckpt = tmp_path / 'declip_csa.pth'
     sd = {'visual.' + k: v for k, v in model.backbone.visual.state_dict().items()}
-    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'qq'}}, ckpt)
+    torch.save({'state_dict': sd, 'meta': {'attn_mode': 'csa'}}, ckpt)
+    # refused on every version of the mode-pair table (csa -> qq drops the trained K branch)
     cfg = tiny_segmentor_cfg()
-    cfg['backbone']['pretrained'] = str(ckpt)
-    with pytest.raises(ValueError, match="trained with attn_mode='qq'.*attn_mode='csa'"):
+    cfg['backbone'].update(pretrained=str(ckpt), attn_mode='qq')
+    with pytest.raises(ValueError, match="trained with attn_mode='csa'.*attn_mode='qq'"):
         MODELS.build(cfg).init_weights()
