@@ -98,4 +98,4 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=64)
-find_unused_parameters = True  # the frozen tower's last-block FFN is unused in csa mode
+find_unused_parameters = True  # for an unfrozen tower: the decoupled last block skips its FFN

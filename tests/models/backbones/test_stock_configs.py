@@ -219,3 +219,16 @@ def test_readme_drop_in_configs_change_only_the_backbone(ours, package, stock, s
     maps = bb(torch.randn(1, 3, 64, 64))
     strides = [64 // m.shape[-1] for m in maps]
     assert strides == ([4, 8, 16, 32] if package == 'mmdet' else [16] * 4)
+    if package == 'mmseg':
+        # test images of any size: the config pads them to the patch size, mmseg crops it back
+        from mmseg.structures import SegDataSample
+        m = cfg.model
+        m.backbone = bb_cfg
+        m.neck.in_channels, m.neck.out_channels = bb.out_channels, 16
+        m.decode_head.in_channels, m.decode_head.channels = [16] * 4, 8
+        m.auxiliary_head.in_channels, m.auxiliary_head.channels = 16, 8
+        model = reg.build(m).eval()
+        s = SegDataSample(metainfo=dict(img_shape=(70, 50), ori_shape=(70, 50)))
+        out = model.test_step(dict(inputs=[torch.randint(0, 256, (3, 70, 50), dtype=torch.uint8)],
+                                   data_samples=[s]))
+        assert out[0].pred_sem_seg.data.shape == (1, 70, 50)

@@ -191,6 +191,22 @@ def test_train_and_test_tools_on_fixture(tmp_path):
     assert type(runner.model).__name__ == 'DeCLIPFViT' and runner.iter == 1
     ckpt = osp.join(str(tmp_path / 'work'), 'epoch_1.pth')
     assert osp.isfile(ckpt)
+    from declip_mm.apis.checkpoints import apply_test_checkpoint
+    cfg = Config.fromfile(cfg_path)
+    assert apply_test_checkpoint(cfg, ckpt) == 'segmentor' and cfg.load_from == ckpt  # whole model
     metrics = load('test').main([cfg_path, ckpt, '--work-dir', str(tmp_path / 'test')])
     for key in ('coco/base_ap50', 'coco/novel_ap50', 'coco/bbox_mAP_50'):
         assert 0.0 <= metrics[key] <= 1.0, key
+
+
+def test_detection_parts_registered_in_mmdet_without_clash():
+    import mmdet.models  # noqa: F401  (mmdet's own names first)
+
+    import declip_mm
+    from mmdet.registry import MODELS
+    assert declip_mm.MMDET_REGISTERED
+    for name in ('DeCLIPFViT', 'DeCLIPOVRoIHead', 'DeCLIPOVBBoxHead', 'DeCLIPVisionTransformer',
+                 'SimplePyramidResampler'):
+        assert MODELS.get(name).__module__.startswith('declip_mm'), name
+    for stock in ('FPN', 'StandardRoIHead', 'ConvFCBBoxHead', 'TwoStageDetector', 'FasterRCNN'):
+        assert MODELS.get(stock).__module__.startswith('mmdet'), stock
