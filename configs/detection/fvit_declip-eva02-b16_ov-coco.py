@@ -58,8 +58,8 @@ model = dict(
             classes={{_base_.classes}},
             base_classes={{_base_.base_classes}},
             learned_temperature=50.0, clip_temperature=75.0,
-            alpha=0.1, beta=0.8,  # F-ViT's ensemble exponents (base / novel)
-            in_channels=256, conv_out_channels=256, fc_out_channels=1024, roi_feat_size=7,
+            alpha=0.1, beta=0.8,  # F-ViT's OV-COCO exponents (base / novel); widths as F-ViT
+            in_channels=256, conv_out_channels=256, fc_out_channels=512, roi_feat_size=7,
             num_shared_convs=4, num_shared_fcs=2, num_cls_fcs=1, num_reg_fcs=1,
             norm_cfg=norm_cfg, reg_class_agnostic=True,
             bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],

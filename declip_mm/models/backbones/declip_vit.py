@@ -37,6 +37,7 @@ from ..layers.mode_pairs import check_mode_pair
 from ..necks import SimplePyramidResampler, check_pyramid_scales
 from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
                           resolve_clip_config, tower_ops)
+from .dense_outputs import DenseOutputs
 
 __all__ = ['DeCLIPVisionTransformer']
 
@@ -335,8 +336,8 @@ class DeCLIPVisionTransformer(BaseModule):
             block and (B, E, h·s, w·s) for the content map, s the entry's ``out_scales`` factor (1 if
             not given). Channels: :attr:`out_channels`.
         """
-        if self.out_type == 'dict':
-            return self._forward_dict(x)
+        if self.out_type == 'dict':  # a dict whose tuple-style indexing names the fix
+            return DenseOutputs(self._forward_dict(x))
         return self.forward_featmaps(x)[0]
 
     def forward_featmaps(self, x: Tensor, need_content: bool = False

@@ -8,15 +8,17 @@ Provenance (CLIPSelf, ICLR 2024, public file ``F-ViT/models/fvit_head.py``, ``FV
 - training: only base classes are learned; logits of the other vocabulary classes are set to -inf
   before the softmax cross-entropy (F-ViT gives them class weight 0 and masks them to -inf);
 - prediction with the frozen CLIP tower's RoI-aligned content feature v (F-ViT's "ensemble"):
-  p_det = softmax(logits), p_clip = softmax(τ_clip · <v / |v|, t_c>), τ_clip = 75, and
+  p_det = softmax(logits), p_clip = softmax(τ_clip · <v / |v|, t_c>), and
   p_c = p_det,c^(1-α) · p_clip,c^α for base classes and background, p_det,c^(1-β) · p_clip,c^β for
-  novel ones; α = 0.1, β = 0.8 in F-ViT's OV-COCO and OV-LVIS configs. The product is not
-  renormalised (as F-ViT), so :meth:`_predict_by_feat_single` uses the scores as they are.
+  novel ones; F-ViT's OV-COCO configs use τ_clip = 75, α = 0.1, β = 0.8 (its OV-LVIS ones
+  τ_clip = 50, α = 0.1, β = 0.6). The product is not renormalised (as F-ViT), so
+  :meth:`_predict_by_feat_single` uses the scores as they are.
 
 Differences from F-ViT: the region embedding is a linear projection of the last classification fc
-(F-ViT uses that fc's ReLU output directly, its own FIXME says the ReLU should go); class embeddings
-come from :class:`DeCLIPTextEncoder` (templates configurable, ``'vild'`` by default) instead of a
-pre-dumped file, so the vocabulary can change at test time (:meth:`set_vocabulary`).
+(F-ViT uses that fc's ReLU output directly, with ``fc_out_channels`` = E = 512, and its own FIXME
+says the ReLU should go); class embeddings come from :class:`DeCLIPTextEncoder` (templates
+configurable, ``'vild'`` by default) instead of a pre-dumped file, so the vocabulary can change at
+test time (:meth:`set_vocabulary`).
 """
 from __future__ import annotations
 

@@ -160,6 +160,30 @@ def test_mmdet_faster_rcnn_fpn_config_with_declip_backbone():
     assert int(inst.labels.max()) < 80
 
 
+@pytest.mark.parametrize('package, stock, in_channels', [
+    ('mmseg', 'vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py', [64, 64, 64, 32]),
+    ('mmdet', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', [64, 64, 64, 32]),
+])
+def test_stock_config_with_dict_backbone_names_the_fix(package, stock, in_channels):
+    """Only the backbone swapped, ``out_type`` left at its default: the stock neck indexes the dict
+    like a tuple. Before: a bare ``KeyError: 0`` deep in the neck; now an error naming the option."""
+    init_default_scope(package)
+    reg = __import__(f'{package}.registry', fromlist=['MODELS']).MODELS
+    cfg = _stock_config(package, stock)
+    m = cfg.model
+    m.pop('pretrained', None)
+    m.backbone = dict(type='DeCLIPVisionTransformer', attn_mode='csa',
+                      model_name=tiny_clip_config('eva02', depth=4, patch_size=16))
+    m.neck.in_channels = in_channels  # csa: 4 named outputs, so the neck's length check passes
+    model = reg.build(m)
+    with pytest.raises(TypeError, match=r"indexed with 0 like a tuple.*out_type='featmap'"):
+        model.extract_feat(torch.randn(1, 3, 64, 64))
+    out = model.backbone(torch.randn(1, 3, 32, 32))  # the dict itself is unchanged
+    assert list(out) == ['content', 'context_q', 'context_k', 'intermediates']
+    with pytest.raises(KeyError):
+        out['not an output']
+
+
 def test_resampler_registered_in_both_registries_and_not_clashing():
     import declip_mm
     from mmdet.registry import MODELS as DET

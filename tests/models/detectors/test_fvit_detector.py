@@ -195,6 +195,20 @@ def test_train_and_test_tools_on_fixture(tmp_path):
     cfg = Config.fromfile(cfg_path)
     assert apply_test_checkpoint(cfg, ckpt) == 'segmentor' and cfg.load_from == ckpt  # whole model
     metrics = load('test').main([cfg_path, ckpt, '--work-dir', str(tmp_path / 'test')])
+    # the trained detector with another vocabulary, given in the config at test time (only the
+    # class list changes; no weight depends on it, so the checkpoint loads strictly)
+    from mmdet.registry import MODELS
+    from mmengine.runner import load_checkpoint
+    init_default_scope('mmdet')
+    vocab = ['zebra', 'traffic cone', ['dog', 'puppy']]
+    cfg.merge_from_dict({'model.roi_head.bbox_head.classes': vocab,
+                         'model.roi_head.bbox_head.base_classes': list(OV_COCO_BASE_CLASSES)})
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    assert model.roi_head.bbox_head.base_mask.tolist() == [True, False, False, True]
+    inst = model.eval().test_step(_batch(n=1))[0].pred_instances
+    assert len(inst) > 0 and int(inst.labels.max()) < 3
+    assert set(inst.label_names) <= {'zebra', 'traffic cone', 'dog'}
     for key in ('coco/base_ap50', 'coco/novel_ap50', 'coco/bbox_mAP_50'):
         assert 0.0 <= metrics[key] <= 1.0, key
 
