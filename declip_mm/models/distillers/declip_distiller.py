@@ -252,6 +252,18 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
                 feats, vfm, valid, num_heads=self.student.num_heads)
         return losses
 
+    def fsdp_units(self) -> List[torch.nn.Module]:
+        """Student sub-modules that may be their own FSDP units (``DeCLIPFSDPStrategy``): the blocks
+        before the decoupled ones, which are only ever entered through ``forward``. The decoupled
+        blocks (projections read directly) and the stem / head stay in the root unit."""
+        k = getattr(self.student, 'decouple_last', 1)
+        return list(self.student.ops.blocks())[:self.student.depth - k]
+
+    def fsdp_ignored_modules(self) -> List[torch.nn.Module]:
+        """The frozen teachers: replicated on every rank, not sharded (they hold no gradients or
+        optimizer state, and are kept out of checkpoints by this model's state-dict hooks)."""
+        return [t for t in [self.clip_teacher, self.vfm_teacher, *self.vfm_extra] if t is not None]
+
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
