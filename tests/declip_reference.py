@@ -46,11 +46,15 @@ def _softmax_attn(a, b, scale):
 
 
 def reference_forward(backbone, x: torch.Tensor):
-    """Float64 reference of ``DeCLIPVisionTransformer.forward`` (content, context_q, context_k)."""
+    """Float64 reference of ``DeCLIPVisionTransformer.forward`` (content, context_q, context_k).
+
+    With ``decouple_last`` = k > 1 also the side outputs of blocks L-k .. L-2 (docs/method.md §6):
+    ``context_q_blocks`` / ``context_k_blocks`` (Q, K of LN1 of the block's input) and
+    ``content_blocks`` (X' = X + out-proj(A·V), then X' + FFN(X')); the main path is unchanged.
+    """
     bb = copy.deepcopy(backbone).double().eval()
     x = x.double()
-    mode, tau = bb.attn_mode, bb.attn_scale
-    H = bb.num_heads
+    mode = bb.attn_mode
     v = bb.visual
     eva = bb.family == 'eva02'
     # --- embedding (formula): conv patchify, CLS, bicubic (no antialias) position embedding
@@ -79,10 +83,43 @@ def reference_forward(backbone, x: torch.Tensor):
         hd = bb.head_dim
         cos, sin = official_rope(h, w, hd)
         rope = torch.cat([sin, cos], -1)  # timm's concatenated layout for its unchanged blocks
-    for blk in blocks[:-1]:
-        X = blk(X, rope=rope) if eva else blk(X)
-    blk = blocks[-1]
-    # --- decoupled last block (formula)
+    L, k_dec = len(blocks), getattr(bb, 'decouple_last', 1)
+    sides = []
+    for i, blk_i in enumerate(blocks[:-1]):
+        if i >= L - k_dec:
+            sides.append(_decoupled_block(blk_i, X, rope, bb, keep_residual_ffn=True))
+        X = blk_i(X, rope=rope) if eva else blk_i(X)
+    Q, K, out = _decoupled_block(blocks[-1], X, rope, bb, keep_residual_ffn=False)
+    B, T, D = Q.shape
+    # --- final norm + projection on patch rows
+    pt = out[:, 1:]
+    if eva:
+        content = _ln(pt, t.norm) @ t.head.weight.T + t.head.bias
+    else:
+        content = _ln(pt, v.ln_post) @ v.proj
+
+    def as_map(z):
+        return z.transpose(1, 2).reshape(B, z.shape[-1], h, w)
+
+    res = {'content': as_map(content), 'context_q': as_map(Q[:, 1:])}
+    if mode in ('kk', 'csa'):
+        res['context_k'] = as_map(K[:, 1:])
+    if k_dec > 1:
+        res['context_q_blocks'] = [as_map(s[0][:, 1:]) for s in sides]
+        res['content_blocks'] = [as_map(s[2][:, 1:]) for s in sides]
+        if mode in ('kk', 'csa'):
+            res['context_k_blocks'] = [as_map(s[1][:, 1:]) for s in sides]
+    return res
+
+
+def _decoupled_block(blk, X, rope, bb, keep_residual_ffn: bool):
+    """One decoupled block from the formula: returns (Q, K, output tokens), all (B, T, D).
+
+    ``keep_residual_ffn=False`` is the paper's last block (A·V through the output path only);
+    ``True`` keeps the block's residual and FFN (earlier decoupled blocks, decouple_last > 1).
+    """
+    mode, tau, H = bb.attn_mode, bb.attn_scale, bb.num_heads
+    eva = bb.family == 'eva02'
     if eva:
         a = blk.attn
         Y = _ln(X, blk.norm1)
@@ -131,20 +168,9 @@ def reference_forward(backbone, x: torch.Tensor):
         A = {'qq': lambda: _softmax_attn(q, q, tau), 'kk': lambda: _softmax_attn(k, k, tau),
              'csa': lambda: _softmax_attn(q, q, tau) + _softmax_attn(k, k, tau)}[mode]()
         out = out_proj(A @ vv)
-    # --- final norm + projection on patch rows
-    pt = out[:, 1:]
-    if eva:
-        content = _ln(pt, t.norm) @ t.head.weight.T + t.head.bias
-    else:
-        content = _ln(pt, v.ln_post) @ v.proj
-
-    def as_map(z):
-        return z.transpose(1, 2).reshape(B, z.shape[-1], h, w)
-
-    res = {'content': as_map(content), 'context_q': as_map(Q[:, 1:])}
-    if mode in ('kk', 'csa'):
-        res['context_k'] = as_map(K[:, 1:])
-    return res
+        if keep_residual_ffn:
+            out = ffn(X + out)
+    return Q, K, out
 
 
 def reference_class_embeddings(encode_text, tokenizer, names, templates):

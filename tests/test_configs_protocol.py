@@ -119,7 +119,9 @@ def test_every_distillation_config_is_pinned():
     names = {osp.basename(p)[:-3] for p in glob.glob(osp.join(ROOT, 'configs', 'declip', '*.py'))}
     unpinned = names - set(RECIPES) - {'declip_tiny-random_quickstart', 'declip_vitb_dinov2_qq',
                                        'declip_vitb_dinov2_content-only',
-                                       'declip_vitb_dinov2_no-decouple'}
+                                       'declip_vitb_dinov2_no-decouple',
+                                       # options beyond the paper: tests/test_configs_beyond.py
+                                       'declip_vitb_dinov2_ml3', 'declip_vitb_dinov2+sam-b'}
     assert not unpinned, unpinned
 
 

@@ -3,10 +3,13 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                           [--tensorboard] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+                          [--strategy ddp|fsdp]
 
 mmseg 1.x's flags. ``--resume`` without a path continues from the latest checkpoint in the work dir
 (an interrupted run resumes to the same result). Without CUDA the distributed backend is gloo, so
-``--launcher pytorch`` also works with CPU processes.
+``--launcher pytorch`` also works with CPU processes. ``--strategy fsdp`` (or ``strategy =
+dict(type='DeCLIPFSDPStrategy')`` in the config) trains fully sharded through mmengine's
+FlexibleRunner, on GPUs or on CPU processes (docs/method.md §6).
 """
 import argparse
 import logging
@@ -32,6 +35,9 @@ def parse_args(argv=None):
                    help='override config settings, key=value pairs')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                    help='job launcher')
+    p.add_argument('--strategy', choices=['ddp', 'fsdp'], default=None,
+                   help='fsdp: shard parameters, gradients and optimizer state (FlexibleRunner + '
+                        'DeCLIPFSDPStrategy); default: the config (mmengine Runner, DDP)')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -70,8 +76,18 @@ def build_cfg(args) -> Config:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    if getattr(args, 'strategy', None) == 'fsdp':
+        cfg.strategy = dict(type='DeCLIPFSDPStrategy', **(cfg.get('strategy') or {}))
+        cfg.strategy['type'] = 'DeCLIPFSDPStrategy'
+    elif getattr(args, 'strategy', None) == 'ddp':
+        cfg.pop('strategy', None)
+    if cfg.get('strategy') is not None:
+        cfg.runner_type = 'FlexibleRunner'
     from declip_mm.apis import configure_cpu_distributed
-    return configure_cpu_distributed(cfg, args.launcher)
+    cfg = configure_cpu_distributed(cfg, args.launcher)
+    if cfg.get('strategy') is not None:
+        cfg.pop('model_wrapper_cfg', None)  # the strategy wraps the model
+    return cfg
 
 
 def main(argv=None):

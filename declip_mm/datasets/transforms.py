@@ -180,6 +180,9 @@ class PackDeCLIPInputs(BaseTransform):
             'vfm_img_valid_hw', 'img_path', 'grid_layout')
 
     def transform(self, results: dict) -> dict:
+        # extra VFM teachers' letterboxes (several teachers, docs/method.md §6): vfm_img_<t>
+        keys = list(self.KEYS) + sorted(k for k in results if k.startswith('vfm_img_')
+                                        and k not in self.KEYS)
         # tuples become tensors: pseudo_collate would transpose them across the batch
         return {'inputs': {k: (torch.tensor(results[k]) if isinstance(results[k], tuple)
-                               else results[k]) for k in self.KEYS if k in results}}
+                               else results[k]) for k in keys if k in results}}

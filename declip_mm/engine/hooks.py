@@ -5,7 +5,8 @@
 * :class:`DeCLIPMergeExportHook` writes, after every epoch, the alpha-merged image tower
   ``alpha * student + (1 - alpha) * original`` (SPEC §5: alpha 0.7 for B, 0.95 for L) as a declip_mm
   checkpoint with meta (architecture, attn_mode, tau) that the training-free and CAT-Seg configs load
-  directly. Training continues from the unmerged student.
+  directly. Training continues from the unmerged student. Under FSDP (``DeCLIPFSDPStrategy``) every
+  rank gathers the full parameters (a collective) and rank 0 writes the same file as with DDP.
 """
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def merge_weights(student: Dict[str, Tensor], original: Dict[str, Tensor],
 
 def _unwrap(model):
     return model.module if is_model_wrapper(model) else model
+
+
+def _full_visual_state(model, module) -> Dict[str, Tensor]:
+    """``module.state_dict()`` on CPU; under FSDP the full (gathered) tensors, FSDP prefixes dropped.
+
+    Must be called on every rank when ``model`` is FSDP-wrapped (all-gather).
+    """
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    if not isinstance(model, FSDP):
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    skip = {f'{m_name}.{b}' if m_name else b for m_name, m in module.named_modules()
+            for b in m._non_persistent_buffers_set}  # as state_dict(): persistent buffers only
+    out = {}
+    with FSDP.summon_full_params(model, writeback=False, recurse=True):
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if name not in skip:
+                out[name.replace('_fsdp_wrapped_module.', '')] = t.detach().cpu().clone()
+    return out
 
 
 @HOOKS.register_module()
@@ -73,13 +92,16 @@ class DeCLIPMergeExportHook(Hook):
         self.filename_tmpl = filename_tmpl
 
     def after_train_epoch(self, runner) -> None:
-        if not self.every_n_epochs(runner, self.interval) or not is_main_process():
+        if not self.every_n_epochs(runner, self.interval):
             return
         model = _unwrap(runner.model)
         student = model.student
-        original = model.clip_teacher.visual.state_dict()  # the initial weights, frozen
-        merged = merge_weights({k: v.detach().cpu() for k, v in student.visual.state_dict().items()},
-                               {k: v.detach().cpu() for k, v in original.items()}, self.alpha)
+        # (under FSDP a collective: every rank gathers, rank 0 writes)
+        student_sd = _full_visual_state(runner.model, student.visual)
+        original = _full_visual_state(runner.model, model.clip_teacher.visual)  # initial, frozen
+        if not is_main_process():
+            return
+        merged = merge_weights(student_sd, original, self.alpha)
         path = osp.join(self.out_dir or runner.work_dir, self.filename_tmpl.format(runner.epoch + 1))
         sd = {'visual.' + k: v for k, v in merged.items()}
         save_checkpoint(path, sd, student.model_name, attn_mode=student.attn_mode,

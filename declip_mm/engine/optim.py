@@ -41,7 +41,9 @@ class DeCLIPOptimWrapperConstructor:
         decay, no_decay = [], []
         for _, p in model.named_parameters():
             if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
+                # under FSDP the parameters are flat shards: DeCLIPFSDPStrategy keeps the true ndim
+                ndim = getattr(p, '_declip_ndim', p.ndim)
+                (decay if ndim >= 2 else no_decay).append(p)
         if not decay and not no_decay:
             raise ValueError('the model has no trainable parameters')
         optimizer_cfg['params'] = [dict(params=decay, weight_decay=wd),

@@ -5,6 +5,8 @@ Call graph::
     forward(x)                      (B, 3, H, W), H and W multiples of the patch size
       └─ ops.embed                  patch conv, CLS, position embedding resized to (h, w)
       └─ blocks[0 .. L-2]           unchanged (RoPE rebuilt for (h, w) on EVA02)
+           └─ _decoupled_side       decouple_last = k > 1: blocks L-k .. L-2 also give their
+                                    context Q, K and decoupled content as side outputs
       └─ _decoupled_last_block      Q, K, V of LN1(X); A·V by attn_mode (SDPA); sub-LN, out-proj, γ1
       └─ ops.head                   final norm + projection on the patch rows -> 'content'
     encode_image(x)                 the untouched CLIP path (normal last block, CLS pooled)
@@ -76,6 +78,11 @@ class DeCLIPVisionTransformer(BaseModule):
         with_cp (bool): gradient checkpointing of blocks 0..L-2 in training. Defaults to False.
         quick_gelu (bool, optional): activation of OpenAI towers; ``None`` picks QuickGELU for the
             OpenAI model names (their weights were trained with it). Ignored by EVA02.
+        decouple_last (int): k, the number of decoupled blocks (an option beyond the paper,
+            docs/method.md §6). Blocks L-k .. L-2 stay normal blocks on the main path and also give
+            a side output: their context Q/K and their decoupled content (decoupled attention with
+            the block's residual and FFN); the last block is decoupled as with k = 1. Defaults to 1
+            (the paper; the outputs are then exactly those without the option).
         check_mode (bool): check the checkpoint's ``meta['attn_mode']`` against ``attn_mode``: the
             same mode or ``csa`` evaluation of a ``qq``/``kk`` checkpoint (info line) pass, other
             decoupled pairs are refused (table in ``layers/mode_pairs.py``). Defaults to True.
@@ -94,6 +101,7 @@ class DeCLIPVisionTransformer(BaseModule):
                  with_cp: bool = False,
                  quick_gelu: Optional[bool] = None,
                  check_mode: bool = True,
+                 decouple_last: int = 1,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model_name = model_name
@@ -125,6 +133,10 @@ class DeCLIPVisionTransformer(BaseModule):
             raise ValueError(f'frozen_stages must be in [-1, {self.depth}], got {frozen_stages}')
         self.with_cp = bool(with_cp)
         self.check_mode = bool(check_mode)
+        if not 1 <= int(decouple_last) <= self.depth:
+            raise ValueError(f'decouple_last must be in [1, {self.depth}] for a {self.depth}-block '
+                             f'tower, got {decouple_last}')
+        self.decouple_last = int(decouple_last)
         if pretrained is not None:
             check_local_file(pretrained, 'pretrained CLIP checkpoint')  # fail fast, load later
         self.pretrained = pretrained
@@ -284,11 +296,15 @@ class DeCLIPVisionTransformer(BaseModule):
             raise ValueError(f'image size {tuple(x.shape[-2:])} is not a multiple of the patch size '
                              f'{self.patch_size}; pad or resize the input first')
 
-    def _run_blocks(self, x: Tensor, rope: Optional[Tensor], hw, collect: bool):
+    def _run_blocks(self, x: Tensor, rope: Optional[Tensor], hw, collect: bool,
+                    sides: Optional[List[Dict[str, Tensor]]] = None):
         inter = []
+        first_side = self.depth - self.decouple_last
         blocks = self.ops.blocks()
         for i in range(self.depth - 1):
             blk = blocks[i]
+            if sides is not None and i >= first_side:
+                sides.append(self._decoupled_side(blk, x, rope))  # from the block's input
             if self.with_cp and self.training and x.requires_grad:
                 x = checkpoint(self.ops.run_block, blk, x, rope, use_reentrant=False)
             else:
@@ -304,6 +320,31 @@ class DeCLIPVisionTransformer(BaseModule):
     def _split_heads(self, t: Tensor) -> Tensor:
         b, n, _ = t.shape
         return t.view(b, n, self.num_heads, -1).transpose(1, 2)
+
+    def _decoupled_side(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]) -> Dict[str, Tensor]:
+        """Side output of an earlier decoupled block (``decouple_last`` > 1) from its input X.
+
+        ``'q'``, ``'k'``: Q, K of LN1(X) (bias, no RoPE), as for the last block. ``'tokens'``: the
+        decoupled content X' = X + attn_out(A·V), then X' + FFN(X') -- the block with its attention
+        replaced by the decoupled one, residual and FFN kept (the main path goes on with the normal
+        block output). ``vanilla`` gives the normal block output.
+        """
+        q, k, v = self.ops.qkv(blk, self.ops.ln1(blk, x))
+        if self.attn_mode == 'vanilla':
+            return {'q': q, 'k': k, 'tokens': self.ops.run_block(blk, x, rope)}
+        o = decoupled_attention(self._split_heads(q), self._split_heads(k), self._split_heads(v),
+                                self.attn_mode, self.attn_scale)
+        o = self.ops.attn_out(blk, o.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+        return {'q': q, 'k': k, 'tokens': self.ops.ffn(blk, x + o)}
+
+    def _side_outputs(self, sides: List[Dict[str, Tensor]], hw) -> Dict[str, List[Tensor]]:
+        """Maps of the side outputs, blocks L-k .. L-2 in order (patch tokens only)."""
+        npt = self.ops.num_prefix_tokens
+        out = {'context_q_blocks': [self._to_map(s['q'][:, npt:], hw) for s in sides],
+               'content_blocks': [self._to_map(s['tokens'][:, npt:], hw) for s in sides]}
+        if self.attn_mode in ('kk', 'csa'):
+            out['context_k_blocks'] = [self._to_map(s['k'][:, npt:], hw) for s in sides]
+        return out
 
     def _decoupled_last_block(self, x: Tensor, rope: Optional[Tensor]) -> Dict[str, Tensor]:
         blk = self.ops.blocks()[-1]
@@ -330,7 +371,10 @@ class DeCLIPVisionTransformer(BaseModule):
         Returns:
             dict (``out_type='dict'``): ``'content'`` (B, E, h, w) not normalised; ``'context_q'``
             (B, D, h, w); ``'context_k'`` (B, D, h, w) in ``kk``/``csa`` modes; ``'intermediates'``:
-            list of (B, D, h, w) for ``out_indices``.
+            list of (B, D, h, w) for ``out_indices``. With ``decouple_last`` = k > 1 also
+            ``'context_q_blocks'`` (and ``'context_k_blocks'`` in ``kk``/``csa``): lists of k-1
+            (B, D, h, w) maps of blocks L-k .. L-2, and ``'content_blocks'``: their decoupled
+            content (B, D, h, w) (width D, before the final norm and head).
 
             tuple (``out_type='featmap'``): one map per ``out_indices`` entry, (B, D, h·s, w·s) for a
             block and (B, E, h·s, w·s) for the content map, s the entry's ``out_scales`` factor (1 if
@@ -367,7 +411,8 @@ class DeCLIPVisionTransformer(BaseModule):
         self._check_input(x)
         tokens, hw = self.ops.embed(x)
         rope = self.ops.rope(hw, tokens)
-        tokens, inter = self._run_blocks(tokens, rope, hw, collect=True)
+        sides = [] if self.decouple_last > 1 and decoupled else None
+        tokens, inter = self._run_blocks(tokens, rope, hw, collect=True, sides=sides)
         if not decoupled:  # featmap outputs of blocks only: the last block is not needed
             return {'intermediates': inter}
         last = self._decoupled_last_block(tokens, rope)
@@ -380,6 +425,8 @@ class DeCLIPVisionTransformer(BaseModule):
         if self.attn_mode in ('kk', 'csa'):
             out['context_k'] = self._to_map(last['k'][:, npt:], hw)
         out['intermediates'] = inter
+        if sides is not None:
+            out.update(self._side_outputs(sides, hw))
         return out
 
     def encode_image(self, x: Tensor, normalize: bool = False) -> Tensor:
@@ -399,4 +446,4 @@ class DeCLIPVisionTransformer(BaseModule):
     def extra_repr(self) -> str:
         return (f'model={self.name!r}, family={self.family}, attn_mode={self.attn_mode!r}, '
                 f'attn_scale={self.attn_scale:.6g}, out_indices={self.out_indices}, '
-                f'out_type={self.out_type!r}')
+                f'out_type={self.out_type!r}, decouple_last={self.decouple_last}')

@@ -17,7 +17,8 @@ class DeCLIPDataPreprocessor(BaseDataPreprocessor):
     roi_align boxes ``(batch_index, x1, y1, x2, y2)`` (student token units).
 
     Output ``inputs``: ``student`` (B, 3, S, S), ``vfm`` (B, 3, V, V), ``crops`` (K, 3, c, c),
-    ``rois`` (K, 5), ``vfm_valid_hw`` (B, 2) pixels of the image inside the VFM letterbox.
+    ``rois`` (K, 5), ``vfm_valid_hw`` (B, 2) pixels of the image inside the VFM letterbox; extra VFM
+    teachers' ``vfm_img_<t>`` become ``vfm_<t>`` and ``vfm_<t>_valid_hw``.
     """
 
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
@@ -33,6 +34,12 @@ class DeCLIPDataPreprocessor(BaseDataPreprocessor):
             batch['vfm'] = torch.stack([s['vfm_img'] for s in inputs])
             batch['vfm_valid_hw'] = torch.stack([torch.as_tensor(s['vfm_img_valid_hw'])
                                                  for s in inputs])
+        for key in sorted(k for k in inputs[0] if k.startswith('vfm_img_')
+                          and not k.endswith('_valid_hw')):
+            name = 'vfm_' + key[len('vfm_img_'):]  # extra VFM teacher t: vfm_img_<t> -> vfm_<t>
+            batch[name] = torch.stack([s[key] for s in inputs])
+            batch[name + '_valid_hw'] = torch.stack([torch.as_tensor(s[key + '_valid_hw'])
+                                                     for s in inputs])
         if 'crops' in inputs[0]:
             batch['crops'] = torch.cat([s['crops'] for s in inputs])
             rois = []

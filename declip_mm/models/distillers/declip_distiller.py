@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +30,11 @@ from torch import Tensor
 
 from ...registry import MODELS
 from ..layers import DECOUPLED_MODES
+from .multi_context import MultiContextMixin
 
 __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set', 'CONTEXT_KEYS']
 
-_TEACHERS = ('clip_teacher.', 'vfm_teacher.', 'region_eval.')
+_TEACHERS = ('clip_teacher.', 'vfm_teacher.', 'vfm_extra.', 'region_eval.')
 #: decoupled mode -> the last block's projection it neither uses nor distils (kept frozen)
 _UNDISTILLED = {'qq': 'k', 'kk': 'q'}
 #: decoupled mode -> the backbone outputs that are the context (SPEC §4)
@@ -83,14 +84,25 @@ def apply_declip_trainable_set(student) -> List[str]:
 
 
 @MODELS.register_module()
-class DeCLIPDistiller(BaseModel):
+class DeCLIPDistiller(MultiContextMixin, BaseModel):
     """Student CLIP + frozen CLIP teacher + frozen VFM teacher, trained with the two DeCLIP losses.
 
     Args:
         student (dict): ``DeCLIPVisionTransformer`` config (its ``pretrained`` also initialises the
             CLIP teacher; ``attn_mode`` 'csa' or 'qq' for DeCLIP, 'vanilla' for the undecoupled
             ablation).
-        vfm_teacher (dict, optional): ``VFMTeacher`` config; ``None`` = content distillation only.
+        vfm_teacher (dict | list[dict], optional): ``VFMTeacher`` config; ``None`` = content
+            distillation only. A list of configs = several teachers (beyond the paper,
+            docs/method.md §6): teacher t > 0 reads ``inputs['vfm_<t>']`` (pipeline key
+            ``vfm_img_<t>``), each with its own input size and normalisation.
+        vfm_weights (sequence[float], optional): one weight per teacher, normalised to sum 1;
+            ``None`` = equal weights.
+        vfm_combine (str): ``'loss'`` (weighted sum of the per-teacher context losses) or
+            ``'target'`` (one loss against the weighted average of the teacher correlations; the
+            teachers must share the token grid). Defaults to ``'loss'``.
+        context_block_weights (sequence[float], optional): with ``student.decouple_last`` = k, the
+            weights (w_{L-k+1}, .., w_L) of each decoupled block's context loss (used as given);
+            ``None`` = 1/k each. The content loss stays on the final content map.
         content_loss (dict): defaults to ``ContentDistillLoss(loss_weight=1.0)``.
         context_loss (dict, optional): defaults to ``ContextDistillLoss(loss_weight=0.1)``.
         context_source (str): ``'qk'`` (the mode's context: Q in qq, K in kk, Q and K in csa:
@@ -110,11 +122,14 @@ class DeCLIPDistiller(BaseModel):
 
     def __init__(self,
                  student: dict,
-                 vfm_teacher: Optional[dict] = None,
+                 vfm_teacher: Union[dict, Sequence[dict], None] = None,
                  content_loss: Optional[dict] = None,
                  context_loss: Optional[dict] = _DEFAULT_CONTEXT,
                  context_source: str = 'qk',
                  teacher_dtype: Optional[str] = None,
+                 vfm_weights: Optional[Sequence[float]] = None,
+                 vfm_combine: str = 'loss',
+                 context_block_weights: Optional[Sequence[float]] = None,
                  data_preprocessor: Optional[dict] = None,
                  region_eval: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -125,6 +140,11 @@ class DeCLIPDistiller(BaseModel):
         self.student = MODELS.build(student)
         self.clip_teacher = copy.deepcopy(self.student).lock()
         self.clip_teacher.attn_mode = 'vanilla'
+        extra_vfm: List[dict] = []
+        if isinstance(vfm_teacher, (list, tuple)):
+            if not vfm_teacher:
+                raise ValueError('vfm_teacher is an empty list; use None for no VFM teacher')
+            vfm_teacher, extra_vfm = vfm_teacher[0], list(vfm_teacher[1:])
         self.vfm_teacher = MODELS.build(vfm_teacher) if vfm_teacher is not None else None
         self.content_loss = MODELS.build(
             content_loss or dict(type='ContentDistillLoss', loss_weight=1.0))
@@ -143,6 +163,7 @@ class DeCLIPDistiller(BaseModel):
         if teacher_dtype not in (None, 'bf16', 'fp16'):
             raise ValueError(f"teacher_dtype must be None, 'bf16' or 'fp16', got {teacher_dtype!r}")
         self.teacher_dtype = teacher_dtype
+        self._setup_multi_context(extra_vfm, vfm_weights, vfm_combine, context_block_weights)
         self.frozen_student_params = apply_declip_trainable_set(self.student)
         # OpenAI towers fuse q/k/v in one in_proj: the rows of the projection the mode does not use
         # (K in qq, Q in kk) must stay frozen although the tensor is trained (the optimizer
@@ -182,7 +203,7 @@ class DeCLIPDistiller(BaseModel):
     @staticmethod
     def _fill_teachers(module, state_dict, prefix, *args):
         # checkpoints hold no teacher weights: keep the current ones (strict loading still works)
-        for name in ('clip_teacher', 'vfm_teacher', 'region_eval'):
+        for name in ('clip_teacher', 'vfm_teacher', 'vfm_extra', 'region_eval'):
             teacher = getattr(module, name)
             if teacher is not None:
                 for k, v in teacher.state_dict(prefix=f'{prefix}{name}.').items():
@@ -195,6 +216,8 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher.lock()
         if self.vfm_teacher is not None:
             self.vfm_teacher.init_weights()
+        for teacher in self.vfm_extra:
+            teacher.init_weights()
         if self.region_eval is not None:
             self.region_eval.init_weights()
         self._is_init = True
@@ -206,6 +229,7 @@ class DeCLIPDistiller(BaseModel):
         self.clip_teacher.eval()
         if self.vfm_teacher is not None:
             self.vfm_teacher.eval()
+        self.vfm_extra.eval()
         if self.region_eval is not None:
             self.region_eval.eval()
         return self
@@ -227,13 +251,13 @@ class DeCLIPDistiller(BaseModel):
                 self.vfm_teacher is not None and self.context_loss is not None) else None
         return F.normalize(crops, dim=-1), vfm
 
-    def _vfm_valid(self, inputs: Dict[str, Tensor], hw) -> Optional[Tensor]:
-        if 'vfm_valid_hw' not in inputs:
+    def _vfm_valid(self, inputs: Dict[str, Tensor], hw, key: str = 'vfm') -> Optional[Tensor]:
+        if key + '_valid_hw' not in inputs:
             return None
-        side = inputs['vfm'].shape[-1]
+        side = inputs[key].shape[-1]
         p = side / hw[1]
-        vh = torch.ceil(inputs['vfm_valid_hw'][:, 0].float() / p).long()
-        vw = torch.ceil(inputs['vfm_valid_hw'][:, 1].float() / p).long()
+        vh = torch.ceil(inputs[key + '_valid_hw'][:, 0].float() / p).long()
+        vw = torch.ceil(inputs[key + '_valid_hw'][:, 1].float() / p).long()
         ys = torch.arange(hw[0], device=vh.device)[None, :, None] < vh[:, None, None]
         xs = torch.arange(hw[1], device=vw.device)[None, None, :] < vw[:, None, None]
         return ys & xs
@@ -243,7 +267,11 @@ class DeCLIPDistiller(BaseModel):
         crop_emb, vfm = self.teacher_targets(inputs)
         losses = {self.content_loss.loss_name: self.content_loss(out['content'], inputs['rois'],
                                                                  crop_emb)}
-        if self.context_loss is not None:
+        if self.context_loss is not None and self.multi_context:  # options beyond the paper
+            keys = ('content', ) if self.context_source == 'content' else \
+                CONTEXT_KEYS.get(self.student.attn_mode, ('context_q', ))
+            losses[self.context_loss.loss_name] = self._multi_context_loss(out, inputs, vfm, keys)
+        elif self.context_loss is not None:
             if self.context_source == 'content':
                 feats = [out['content']]
             else:
@@ -277,6 +305,19 @@ class DeCLIPDistiller(BaseModel):
         if self.region_eval is None:
             return super().test_step(data)
         return self.region_eval.predict_step(data, backbone=self.val_tower())
+
+    def fsdp_units(self) -> List[torch.nn.Module]:
+        """Student sub-modules that may be their own FSDP units (``DeCLIPFSDPStrategy``): the blocks
+        before the decoupled ones, which are only ever entered through ``forward``. The decoupled
+        blocks (projections read directly) and the stem / head stay in the root unit."""
+        k = getattr(self.student, 'decouple_last', 1)
+        return list(self.student.ops.blocks())[:self.student.depth - k]
+
+    def fsdp_ignored_modules(self) -> List[torch.nn.Module]:
+        """The frozen teachers: replicated on every rank, not sharded (they hold no gradients or
+        optimizer state, and are kept out of checkpoints by this model's state-dict hooks)."""
+        return [t for t in [self.clip_teacher, self.vfm_teacher, *self.vfm_extra, self.region_eval]
+                if t is not None]
 
     def forward(self, inputs: Dict[str, Tensor], data_samples=None, mode: str = 'loss'):
         if mode == 'loss':

@@ -21,7 +21,7 @@ How the attention heads enter ``S_s`` (``head_mode``) differs between the public
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -93,19 +93,28 @@ class ContextDistillLoss(nn.Module):
     def loss_name(self) -> str:
         return self._loss_name
 
-    def forward(self, student: Sequence[Tensor], teacher: Tensor,
-                valid: Optional[Tensor] = None, num_heads: Optional[int] = None) -> Tensor:
+    def forward(self, student: Sequence[Tensor], teacher: Union[Tensor, Sequence[Tensor]],
+                valid: Optional[Tensor] = None, num_heads: Optional[int] = None,
+                teacher_weights: Optional[Sequence[float]] = None) -> Tensor:
         """
         Args:
             student (list[Tensor]): [Q], [K] or [Q, K], each (B, D, h, w); resized bilinearly to
                 the teacher grid if they differ.
-            teacher (Tensor): (B, C, h, w) VFM patch features.
+            teacher (Tensor | list[Tensor]): (B, C, h, w) VFM patch features; a list of several
+                teachers' features (same h, w; C may differ) is a weighted average of their
+                correlation targets, ``S_t = sum_j teacher_weights[j] * S_t,j`` (an option beyond
+                the paper, docs/method.md §6).
             valid (Tensor, optional): (B, h, w) bool, tokens inside the image (used if ``use_mask``).
             num_heads (int, optional): H, needed by ``head_mode='per_head'``.
+            teacher_weights (list[float], optional): weights of a list ``teacher`` (used as given;
+                the distiller normalises them to sum 1).
 
         Returns:
             Tensor: scalar, ``loss_weight * L_context``.
         """
+        if not isinstance(teacher, Tensor):
+            return self._forward_target_mix(student, list(teacher), valid, num_heads,
+                                             teacher_weights)
         hw = teacher.shape[-2:]
         student = [s if s.shape[-2:] == hw else
                    F.interpolate(s, size=hw, mode='bilinear', align_corners=False) for s in student]
@@ -117,6 +126,28 @@ class ContextDistillLoss(nn.Module):
         else:
             s_s = token_correlation(student)[:, None]                        # (B, 1, N, N)
             s_t = token_correlation([teacher.to(s_s.dtype)])[:, None]
+        return self._distance(s_t, s_s, valid)
+
+    def _forward_target_mix(self, student, teachers, valid, num_heads, weights) -> Tensor:
+        if not teachers or weights is None or len(weights) != len(teachers):
+            raise ValueError('a list of teachers needs teacher_weights of the same length')
+        hw = teachers[0].shape[-2:]
+        if any(t.shape[-2:] != hw for t in teachers):
+            raise ValueError('averaging correlation targets needs the same token grid for every '
+                             f'teacher, got {[tuple(t.shape[-2:]) for t in teachers]}')
+        student = [s if s.shape[-2:] == hw else
+                   F.interpolate(s, size=hw, mode='bilinear', align_corners=False) for s in student]
+        if self.head_mode == 'per_head':
+            if not num_heads or num_heads < 1:
+                raise ValueError("head_mode='per_head' needs num_heads (the student's head count)")
+            s_s = per_head_token_correlation(student, int(num_heads))
+        else:
+            s_s = token_correlation(student)[:, None]
+        s_t = sum(float(w) * token_correlation([t.to(s_s.dtype)])[:, None]
+                  for w, t in zip(weights, teachers))
+        return self._distance(s_t, s_s, valid)
+
+    def _distance(self, s_t: Tensor, s_s: Tensor, valid: Optional[Tensor]) -> Tensor:
         diff = s_t - s_s                                                     # (B, H or 1, N, N)
         if self.use_mask and valid is not None:
             m = valid.flatten(1).to(diff.dtype)[:, None]                     # (B, 1, N)
