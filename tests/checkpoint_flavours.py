@@ -1,4 +1,4 @@
-"""Write the same random weights in every checkpoint flavour declip_mm reads (SPEC §1)."""
+"""Write the same random weights in every checkpoint flavour declip_mm reads (docs/method.md §1)."""
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -1,4 +1,4 @@
-"""Float64 references written straight from SPEC §1-2 (explicit softmax matrices, no SDPA).
+"""Float64 references written straight from docs/method.md §1 (explicit softmax matrices, no SDPA).
 
 Only the unchanged blocks 0..L-2 are run through open_clip / timm's own block modules; the embedding,
 position-embedding resize, RoPE, the decoupled last block, the final norm and the projection are

@@ -1,4 +1,4 @@
-"""The configs are the contract with SPEC §5-6: every protocol number is checked here."""
+"""The configs are the contract with docs/method.md §3: every protocol number is checked here."""
 import glob
 import os.path as osp
 

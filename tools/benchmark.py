@@ -106,7 +106,7 @@ def case_train_step(args, teacher_dtype: str):
 
 
 def case_region_cls(args, _):
-    """Region classification of one image (SPEC §8): a generated panoptic image of ``--size`` with
+    """Region classification of one image (README): a generated panoptic image of ``--size`` with
     ``--regions`` segments, 560 letterbox, crops at the tower's input size; data pipeline (regions,
     masks, crops, letterbox) and model (content map, rois, maskpool, crop CLS) timed apart."""
     import tempfile

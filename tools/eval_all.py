@@ -4,7 +4,7 @@
     python tools/eval_all.py [CHECKPOINT] --data-root data [--work-dir work_dirs/eval_all]
                              [--benchmarks voc21 context60 ...] [--cfg-options k=v ...]
 
-Every benchmark uses its config in configs/training_free/ (protocol of SPEC §6). ``--data-root`` is
+Every benchmark uses its config in configs/training_free/ (protocol of docs/method.md §4). ``--data-root`` is
 the folder holding the datasets in their standard layouts (see docs/datasets.md); each config's
 ``data_root`` is re-rooted below it. ``--cfg-options`` apply to every config (e.g. tiny models).
 """

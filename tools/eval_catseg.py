@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the three CAT-Seg benchmarks (ADE150, Pascal Context 59, Cityscapes; SPEC §7) and print the
+"""Run the three CAT-Seg benchmarks (ADE150, Pascal Context 59, Cityscapes; docs/catseg.md) and print the
 mIoU table next to the published numbers (Markdown; also written as JSON).
 
     python tools/eval_catseg.py CHECKPOINT --data-root data [--variant declip-eva02-b16]

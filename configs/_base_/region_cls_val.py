@@ -1,4 +1,4 @@
-# Region classification (SPEC §8) as the validation of DeCLIP training: after every epoch the
+# Region classification (protocol: README, region classification) as the validation of DeCLIP training: after every epoch the
 # alpha-merged student (the exported tower) classifies the COCO-panoptic val2017 regions; the log and the
 # TensorBoard scalars show region_cls/rois.thing.macc1 etc. Off by default. To switch it on in a
 # training config (e.g. configs/declip/declip_vitb_dinov2.py), add this file to its _base_ list and

@@ -1,4 +1,4 @@
-# CAT-Seg-style head on DeCLIP EVA02-B/16 (SPEC §7), trained on COCO-Stuff164k (171 classes):
+# CAT-Seg-style head on DeCLIP EVA02-B/16 (docs/catseg.md), trained on COCO-Stuff164k (171 classes):
 # 384 crops, batch 4, AdamW 2e-4 (towers x 0.01, Q/V + position embeddings only), 80k iterations.
 # Start from a DeCLIP export:
 #   python tools/train.py THIS --cfg-options model.backbone.pretrained=work_dirs/x/declip_epoch_6.pth

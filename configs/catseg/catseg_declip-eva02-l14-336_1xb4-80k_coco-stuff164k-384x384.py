@@ -1,4 +1,4 @@
-# CAT-Seg-style head on DeCLIP EVA02-L/14-336 (SPEC §7),
+# CAT-Seg-style head on DeCLIP EVA02-L/14-336 (docs/catseg.md),
 # trained on COCO-Stuff164k (171 classes):
 # 384 crops, batch 4, AdamW 2e-4 (towers x 0.01, Q/V + position embeddings only), 80k iterations.
 # Start from a DeCLIP export:

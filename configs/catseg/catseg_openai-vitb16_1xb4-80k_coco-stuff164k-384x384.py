@@ -1,4 +1,4 @@
-# CAT-Seg-style head on OpenAI CLIP ViT-B/16, the plain-CLIP baseline (SPEC §7),
+# CAT-Seg-style head on OpenAI CLIP ViT-B/16, the plain-CLIP baseline (docs/catseg.md),
 # trained on COCO-Stuff164k (171 classes):
 # 384 crops, batch 4, AdamW 2e-4 (towers x 0.01, Q/V + position embeddings only), 80k iterations.
 # Start from the original OpenAI weights (weights/ViT-B-16.pt):

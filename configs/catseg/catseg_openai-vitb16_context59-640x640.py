@@ -1,4 +1,4 @@
-# Evaluate the CAT-Seg-style head on OpenAI CLIP ViT-B/16 (plain-CLIP baseline) on context59 (SPEC §7):
+# Evaluate the CAT-Seg-style head on OpenAI CLIP ViT-B/16 (plain-CLIP baseline) on context59 (docs/catseg.md):
 # image resized to 640x640, four 384 windows (stride 256) + a global 384 view. Pass a trained checkpoint:
 #   python tools/test.py THIS work_dirs/<train config>/iter_80000.pth
 _base_ = [

@@ -1,4 +1,4 @@
-# Region classification on COCO-panoptic val2017 (SPEC §8) with EVA02-CLIP-L/14-336: 560 letterbox
+# Region classification on COCO-panoptic val2017 (protocol: README, region classification) with EVA02-CLIP-L/14-336: 560 letterbox
 # (40 x 40 tokens), crops at 336, csa content map with tau 1.0 (as declip_vitl_dinov2.py trains).
 _base_ = ['./region-cls_eva02-b16_coco-panoptic-560.py']
 clip_model = 'EVA02-L-14-336'

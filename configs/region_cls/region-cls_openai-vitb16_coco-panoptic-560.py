@@ -1,4 +1,4 @@
-# Region classification on COCO-panoptic val2017 (SPEC §8) with OpenAI CLIP ViT-B/16: 560 letterbox
+# Region classification on COCO-panoptic val2017 (protocol: README, region classification) with OpenAI CLIP ViT-B/16: 560 letterbox
 # (35 x 35 tokens), crops at 224, csa content map with tau = 1/sqrt(d) (as
 # declip_openai-vitb16_dinov2.py trains).
 _base_ = ['./region-cls_eva02-b16_coco-panoptic-560.py']

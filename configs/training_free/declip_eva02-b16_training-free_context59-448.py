@@ -1,4 +1,4 @@
-# Training-free DeCLIP on context59 (SPEC §6): short side 448, window 336 / stride 112,
+# Training-free DeCLIP on context59 (docs/method.md §4): short side 448, window 336 / stride 112,
 # logit scale 40, prob_thd 0.0, attn_mode csa, tau = 1/sqrt(d).
 _base_ = [
     '../_base_/models/declip_zero_shot.py',

@@ -1,4 +1,4 @@
-"""The three CAT-Seg benchmarks (SPEC §7): their configs and the published mIoU to print next to ours.
+"""The three CAT-Seg benchmarks (docs/catseg.md): their configs and the published mIoU to print next to ours.
 
 ``tools/eval_catseg.py`` runs them; a driver such as ``tools/eval_all.py`` can import
 :data:`CATSEG_BENCHMARKS`, :func:`catseg_config` and :func:`format_catseg_table` the same way.

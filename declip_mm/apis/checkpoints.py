@@ -1,6 +1,6 @@
 """Routing a checkpoint given to ``tools/test.py`` to the right place of a config.
 
-* a CLIP / DeCLIP image-tower checkpoint (any format of SPEC §1, e.g. the α-merged export written after
+* a CLIP / DeCLIP image-tower checkpoint (any format, docs/method.md §1, e.g. the α-merged export written after
   each training epoch) becomes ``model.backbone.pretrained``; its stored ``attn_mode`` must match the
   config's or be a ``qq``/``kk`` checkpoint evaluated in ``csa`` (checked here, before anything is
   built; refused pairs raise a message naming both, see ``models/layers/mode_pairs.py``);

@@ -7,7 +7,7 @@ Canonical layout is open_clip's (what ``open_clip.create_model(...).state_dict()
   ``ln_final.*``, ``text_projection``), ``logit_scale``.
 * EVA02 in open_clip: ``visual.trunk.*`` (timm ``Eva`` keys) and ``text.*``.
 
-Sources read (SPEC §1): OpenAI jit / state-dict ``.pt`` (fp16; extra ``input_resolution``,
+Sources read (docs/method.md §1): OpenAI jit / state-dict ``.pt`` (fp16; extra ``input_resolution``,
 ``context_length``, ``vocab_size``), open_clip ``.bin`` / ``.safetensors``, original EVA-CLIP ``.pt``
 (``visual.blocks.{i}.attn.{q,k,v}_proj``, ``q_bias``, ``v_bias``, ``inner_attn_ln``, ``mlp.w1/w2/w3``,
 ``mlp.ffn_ln``, ``visual.head``, ``visual.rope.freqs_*``), official DeCLIP releases (same keys, maybe wrapped

@@ -4,7 +4,7 @@ Layout: ``{'state_dict': <open_clip-layout tensors>, 'meta': {'architecture', 'a
 'attn_scale', 'source', 'declip_mm_version', ...}}``. Every value is a tensor, str, number or None, so
 the file loads with ``torch.load(weights_only=True)`` and with mmengine's ``load_checkpoint``.
 The meta carries the attention mode the weights were trained with, so evaluation can refuse a
-mismatch (SPEC §9).
+mismatch (docs/method.md §5).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Benchmark datasets of the training-free protocol (SPEC §6) that mmseg lacks, registered under
+"""Benchmark datasets of the training-free protocol (docs/method.md §4) that mmseg lacks, registered under
 ``DeCLIP*`` names that cannot collide with mmseg's own.
 
 * ``DeCLIPPascalVOC20Dataset``: VOC2012 val without background: ``reduce_zero_label=True`` maps the

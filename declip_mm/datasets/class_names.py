@@ -2,7 +2,7 @@
 separator (default ``';'``, the format DeCLIP's and ProxyCLIP's evaluators parse; SCLIP-format files
 use ``','``).
 
-A class's probability is the maximum over its names (SPEC §6). Blank lines and lines starting with
+A class's probability is the maximum over its names (docs/method.md §4). Blank lines and lines starting with
 ``#`` are skipped.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""COCO-panoptic val2017 as a region-classification dataset (SPEC §8).
+"""COCO-panoptic val2017 as a region-classification dataset (protocol: README, region classification).
 
 mmdet's layout below ``data_root``::
 

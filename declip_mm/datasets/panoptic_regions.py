@@ -1,4 +1,4 @@
-"""Regions of a COCO-panoptic image for region classification (SPEC §8).
+"""Regions of a COCO-panoptic image for region classification (protocol: README, region classification).
 
 The protocol is the one of the official DeCLIP / CLIPSelf evaluator (``src/training/data.py``,
 ``COCOPanopticDataset``; ``src/training/zero_shot.py``), re-implemented here:

@@ -1,4 +1,4 @@
-"""Data transforms of DeCLIP distillation (SPEC §3-4).
+"""Data transforms of DeCLIP distillation (docs/method.md §2).
 
 Images are RGB uint8 (H, W, 3) throughout; padding is done in pixel space with 0 (black) *before*
 normalisation, as the official torchvision pipelines (``ResizeLongest`` / ``ResizeMaxSize`` with
@@ -38,7 +38,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: the 24 (rows, cols) layouts of SPEC §3
+#: the 24 (rows, cols) layouts of docs/method.md §2
 GRID_LAYOUTS: Tuple[Tuple[int, int], ...] = tuple(
     (m, n) for m in range(1, 7) for n in range(math.ceil(m / 2), min(2 * m, 6) + 1))
 assert len(GRID_LAYOUTS) == 24

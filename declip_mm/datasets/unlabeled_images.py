@@ -1,4 +1,4 @@
-"""Unlabeled image sets for DeCLIP distillation (SPEC §5: COCO train2017 images, no labels).
+"""Unlabeled image sets for DeCLIP distillation (docs/method.md §3: COCO train2017 images, no labels).
 
 The image list comes from a folder scan or from a COCO annotation file, whose ``images`` array is
 read incrementally (the annotations themselves are never loaded into memory: instances_train2017.json

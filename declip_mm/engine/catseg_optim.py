@@ -1,4 +1,4 @@
-"""Optimizer constructor of the CAT-Seg fine-tuning (SPEC §7): mmengine's default constructor, so that
+"""Optimizer constructor of the CAT-Seg fine-tuning (docs/catseg.md): mmengine's default constructor, so that
 ``paramwise_cfg`` sets the towers' lr multiplier (``custom_keys``) and the decay of norms, plus the
 ``frozen_slices`` of the model (the K rows of fused q/k/v tensors) restored after every step.
 

@@ -3,7 +3,7 @@
 * :class:`DeCLIPEpochHook` tells the dataset the epoch before it is iterated, so the seeded grid
   crops differ between epochs but not between process layouts (DDP vs one process) or resumes.
 * :class:`DeCLIPMergeExportHook` writes, after every epoch, the alpha-merged image tower
-  ``alpha * student + (1 - alpha) * original`` (SPEC §5: alpha 0.7 for B, 0.95 for L) as a declip_mm
+  ``alpha * student + (1 - alpha) * original`` (docs/method.md §3: alpha 0.7 for B, 0.95 for L) as a declip_mm
   checkpoint with meta (architecture, attn_mode, tau) that the training-free and CAT-Seg configs load
   directly. Training continues from the unmerged student. Under FSDP (``DeCLIPFSDPStrategy``) every
   rank gathers the full parameters (a collective) and rank 0 writes the same file as with DDP.

@@ -1,4 +1,4 @@
-"""Optimizer parameter groups of DeCLIP (SPEC §5): weight decay on >= 2-D weights only (none on norms,
+"""Optimizer parameter groups of DeCLIP (docs/method.md §3): weight decay on >= 2-D weights only (none on norms,
 biases, q/v biases, layer-scale gammas), and only the trainable parameters (the frozen teachers and
 frozen student parts are not handed to the optimizer at all).
 

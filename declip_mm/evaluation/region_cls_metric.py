@@ -1,4 +1,4 @@
-"""Mean per-class top-1 / top-5 accuracy of region classification, things and stuff apart (SPEC §8).
+"""Mean per-class top-1 / top-5 accuracy of region classification, things and stuff apart.
 
 As the official evaluator's ``macc_with_is_thing`` (``src/training/zero_shot.py``): for each split
 (thing / stuff) and each region feature, the accuracy of every class *that has at least one region in

@@ -1,4 +1,4 @@
-"""Generated fixture datasets in the real folder layouts of the eight benchmarks (SPEC §6).
+"""Generated fixture datasets in the real folder layouts of the eight benchmarks (docs/method.md §4).
 
 Each image is a few coloured rectangles with a matching label map, so that a model (or a test) can
 tell classes apart; labels are drawn from the ids that the benchmark's label files really contain.
@@ -42,7 +42,7 @@ BENCHMARK_LAYOUTS: Dict[str, dict] = {
                    labels=list(range(151))),
 }
 
-#: training splits (same fields): COCO-Stuff164k train2017 for the CAT-Seg-style head (SPEC §7)
+#: training splits (same fields): COCO-Stuff164k train2017 for the CAT-Seg-style head (docs/catseg.md)
 TRAIN_LAYOUTS: Dict[str, dict] = {
     'coco_stuff164k_train': dict(data_root='coco_stuff164k', img_dir='images/train2017',
                                  ann_dir='annotations/train2017', img_suffix='.jpg',

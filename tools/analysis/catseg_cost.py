@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Cost of the CAT-Seg-style segmentor (SPEC §7): parameter counts, forward time and peak memory per
+"""Cost of the CAT-Seg-style segmentor (docs/catseg.md): parameter counts, forward time and peak memory per
 384 window and per test image (four windows + the global view, one batch).
 
     python tools/analysis/catseg_cost.py [--model EVA02-B-16] [--classes 150] [--repeats 1]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Measured parity of DeCLIPVisionTransformer with the float64 formula reference (SPEC §2) and of
+"""Measured parity of DeCLIPVisionTransformer with the float64 formula reference (docs/method.md §1) and of
 ``encode_image`` with open_clip / timm, for both tower families, every mode and several grids.
 
     python tools/analysis/parity_report.py [--seeds 3]

@@ -1,4 +1,4 @@
-# coco_stuff164k val with CAT-Seg's test resize (SPEC §7): short side 640 (long side capped at 2560); the
+# coco_stuff164k val with CAT-Seg's test resize (docs/catseg.md): short side 640 (long side capped at 2560); the
 # segmentor then resizes to 640x640 and runs four 384 windows plus a global view.
 _base_ = './tf_coco_stuff164k.py'
 test_pipeline = [

@@ -1,4 +1,4 @@
-# COCO-Stuff164k (171 classes) for CAT-Seg training (SPEC §7): short side 384 (long side capped at
+# COCO-Stuff164k (171 classes) for CAT-Seg training (docs/catseg.md): short side 384 (long side capped at
 # 1333, detectron2's default), random 384x384 crops, horizontal flip, photometric distortion,
 # batch 4. Validation: COCO-Stuff val with the CAT-Seg test resize.
 _base_ = './catseg_coco_stuff164k.py'

@@ -1,4 +1,4 @@
-# COCO-panoptic val2017 regions for region classification (SPEC §8), mmdet's layout under data_root:
+# COCO-panoptic val2017 regions for region classification (protocol: README, region classification), mmdet's layout under data_root:
 #   annotations/panoptic_val2017.json, annotations/panoptic_val2017/*.png, val2017/*.jpg
 # Images: 560 letterbox (longest side 560, zero padding bottom/right) as in training; masks at the
 # token grid 560 // patch; crops of the CLS baseline at the CLIP input size (224 for B/16).

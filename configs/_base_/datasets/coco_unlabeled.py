@@ -1,4 +1,4 @@
-# Unlabeled COCO train2017 images for DeCLIP distillation (SPEC §3-5). No labels are read.
+# Unlabeled COCO train2017 images for DeCLIP distillation (docs/method.md §2). No labels are read.
 data_root = 'data/coco'
 student_side = 560   # student letterbox (bottom/right zero padding), CLIP mean/std
 clip_patch = 16      # student patch: token boxes = pixels * (560 / max(h, w)) / clip_patch

@@ -1,4 +1,4 @@
-# Shared parts of the training-free benchmark configs (SPEC §6): batch 1, IoU metric, test loops.
+# Shared parts of the training-free benchmark configs (docs/method.md §4): batch 1, IoU metric, test loops.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,

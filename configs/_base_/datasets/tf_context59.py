@@ -1,4 +1,4 @@
-# context59 val for the training-free protocol (SPEC §6): Pascal Context without the background
+# context59 val for the training-free protocol (docs/method.md §4): Pascal Context without the background
 # (reduce_zero_label); same images, resize and split as context60.
 _base_ = './tf_context60.py'
 test_dataloader = dict(dataset=dict(type='DeCLIPPascalContext59Dataset'))

@@ -1,4 +1,4 @@
-# context60 val for the training-free protocol (SPEC §6): resize keep-ratio to (long cap 4096,
+# context60 val for the training-free protocol (docs/method.md §4): resize keep-ratio to (long cap 4096,
 # short side 448) as the official DeCLIP evaluator.
 _base_ = './tf_common.py'
 data_root = 'data/VOCdevkit/VOC2010'

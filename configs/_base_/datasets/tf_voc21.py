@@ -1,4 +1,4 @@
-# voc21 val for the training-free protocol (SPEC §6): resize keep-ratio to (long cap 4096,
+# voc21 val for the training-free protocol (docs/method.md §4): resize keep-ratio to (long cap 4096,
 # short side 448) as the official DeCLIP evaluator.
 _base_ = './tf_common.py'
 data_root = 'data/VOCdevkit/VOC2012'

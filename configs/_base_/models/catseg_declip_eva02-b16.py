@@ -1,4 +1,4 @@
-# CAT-Seg-style head on DeCLIP EVA02-B/16 content features (SPEC §7). Weights and mode live in these
+# CAT-Seg-style head on DeCLIP EVA02-B/16 content features (docs/catseg.md). Weights and mode live in these
 # variables; override with --cfg-options or pass a checkpoint to tools/test.py (a DeCLIP export
 # becomes model.backbone.pretrained, a trained CAT-Seg checkpoint is loaded whole).
 clip_model = 'EVA02-B-16'                           # open_clip name, or a JSON model-config file

@@ -1,4 +1,4 @@
-# CAT-Seg-style head on DeCLIP EVA02-L/14-336 (SPEC §7): 384 crops and windows are resized to 336
+# CAT-Seg-style head on DeCLIP EVA02-L/14-336 (docs/catseg.md): 384 crops and windows are resized to 336
 # (24x24 tokens, CAT-Seg's clip_resolution for L); the decoder is guided by blocks 7 and 15.
 _base_ = './catseg_declip_eva02-b16.py'
 clip_model = 'EVA02-L-14-336'

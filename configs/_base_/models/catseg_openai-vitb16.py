@@ -1,4 +1,4 @@
-# The plain-CLIP baseline of SPEC §7 (CAT-Seg on OpenAI CLIP ViT-B/16): dense features of the last
+# The plain-CLIP baseline of docs/catseg.md (CAT-Seg on OpenAI CLIP ViT-B/16): dense features of the last
 # block's value path with its residual and FFN (CAT-Seg's ``forward_dense``, our 'maskclip' mode).
 _base_ = './catseg_declip_eva02-b16.py'
 clip_model = 'ViT-B-16'

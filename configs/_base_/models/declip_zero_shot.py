@@ -1,4 +1,4 @@
-# The training-free DeCLIP segmentor (SPEC §6). Weights and mode live in these variables only;
+# The training-free DeCLIP segmentor (docs/method.md §4). Weights and mode live in these variables only;
 # override with --cfg-options (e.g. model.backbone.pretrained=work_dirs/x/declip_epoch_6.pth) or pass
 # the checkpoint to tools/test.py.
 clip_model = 'EVA02-B-16'                        # open_clip name, or a JSON model-config file

@@ -1,4 +1,4 @@
-# Zero-shot region classifier (SPEC §8). Weights and mode live in these variables only; override
+# Zero-shot region classifier (protocol: README, region classification). Weights and mode live in these variables only; override
 # with --cfg-options or pass a CLIP / DeCLIP checkpoint to tools/test.py (it becomes
 # model.backbone.pretrained; its stored attn_mode must match attn_mode below).
 clip_model = 'EVA02-B-16'                           # open_clip name, or a JSON model-config file

@@ -1,4 +1,4 @@
-# CAT-Seg's schedule (configs/config.yaml + vitb_384.yaml of the public code; SPEC §7): AdamW lr 2e-4,
+# CAT-Seg's schedule (configs/config.yaml + vitb_384.yaml of the public code; docs/catseg.md): AdamW lr 2e-4,
 # weight decay 1e-4 (none on norm layers), the CLIP towers at lr x 0.01, full-model gradient-norm
 # clipping at 0.01, 80k iterations of "WarmupCosineLR" with WARMUP_ITERS 0 (cosine to 0; set
 # warmup_iters > 0 for a linear warm-up).

@@ -1,4 +1,4 @@
-# SPEC §5: AdamW lr 1e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on >= 2-D weights only;
+# docs/method.md §3: AdamW lr 1e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on >= 2-D weights only;
 # linear warm-up for 1000 iterations, then cosine to 0 at the end of epoch 6.
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -1,7 +1,7 @@
 """Building CLIP towers from open_clip model configs, and the per-family operations the decoupled
 backbone needs (embedding, blocks, q/k/v of the last block, final norm and projection head).
 
-Two families (SPEC §1):
+Two families (docs/method.md §1):
 
 * **OpenAI-CLIP** (``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``): open_clip ``VisionTransformer`` with a
   fused ``in_proj`` (q/k/v with biases), ``out_proj``, ``ln_post`` and a ``proj`` matrix.

@@ -1,4 +1,4 @@
-"""The decoupled CLIP image tower of DeCLIP (CVPR 2025, arXiv 2505.04410), SPEC §1-2.
+"""The decoupled CLIP image tower of DeCLIP (CVPR 2025, arXiv 2505.04410), docs/method.md §1.
 
 Call graph::
 
@@ -54,7 +54,7 @@ class DeCLIPVisionTransformer(BaseModule):
         model_name (str | dict): open_clip model name (``'ViT-B-16'``, ``'ViT-L-14'``,
             ``'ViT-L-14-336'``, ``'EVA02-B-16'``, ``'EVA02-L-14-336'``) or an open_clip model config dict.
             EVA02 dicts may add ``vision_cfg['timm_model_kwargs']`` to shrink the timm trunk.
-        pretrained (str, optional): local weight file, loaded by :meth:`init_weights` (formats: SPEC §1).
+        pretrained (str, optional): local weight file, loaded by :meth:`init_weights` (docs/method.md §1).
             ``None`` keeps the random initialisation.
         attn_mode (str): ``'vanilla'``, ``'maskclip'``, ``'qq'``, ``'kk'`` or ``'csa'``. Defaults to ``'csa'``.
         attn_scale (float, optional): τ of the decoupled attention; ``None`` means 1/√d.

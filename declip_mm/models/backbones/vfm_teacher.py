@@ -1,4 +1,4 @@
-"""Frozen vision-foundation-model teachers for context distillation (SPEC §4).
+"""Frozen vision-foundation-model teachers for context distillation (docs/method.md §2).
 
 Returns the last block's tokens after the model's final norm, patch tokens only, as (B, C, h, w)
 (L2 normalisation per token happens in the loss). Weights come from local files only.

@@ -1,4 +1,4 @@
-"""Zero-shot region classification with a (De)CLIP image tower (SPEC §8).
+"""Zero-shot region classification with a (De)CLIP image tower (protocol: README, region classification).
 
 The official DeCLIP / CLIPSelf evaluator (``src/training/zero_shot.py``) classifies every GT region
 of COCO-panoptic val2017 against the class embeddings with three region features::

@@ -1,4 +1,4 @@
-"""The DeCLIP training model (SPEC §3-5).
+"""The DeCLIP training model (docs/method.md §2).
 
 Call graph::
 
@@ -9,7 +9,7 @@ Call graph::
       ├─ ContentDistillLoss(content, rois, teacher embeddings)
       └─ ContextDistillLoss([Q] or [Q, K], VFM features)
 
-Trainable set (SPEC §5): every student block except the last block's unused FFN and norm2, and the
+Trainable set (docs/method.md §3): every student block except the last block's unused FFN and norm2, and the
 projection the mode does not distil: k_proj in ``qq``, q_proj (weight and bias) in ``kk`` (the
 official ``src/training/utils.py`` freeze lists); frozen: patch embedding, CLS, position embedding,
 pre-norm, final norm, projection head. The context distilled per mode (official
@@ -37,13 +37,13 @@ __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set', 'CONTEXT_KEYS']
 _TEACHERS = ('clip_teacher.', 'vfm_teacher.', 'vfm_extra.', 'region_eval.')
 #: decoupled mode -> the last block's projection it neither uses nor distils (kept frozen)
 _UNDISTILLED = {'qq': 'k', 'kk': 'q'}
-#: decoupled mode -> the backbone outputs that are the context (SPEC §4)
+#: decoupled mode -> the backbone outputs that are the context (docs/method.md §2)
 CONTEXT_KEYS = {'qq': ('context_q', ), 'kk': ('context_k', ), 'csa': ('context_q', 'context_k')}
 _DEFAULT_CONTEXT = object()  # sentinel: ContextDistillLoss(loss_weight=0.1); None disables it
 
 
 def apply_declip_trainable_set(student) -> List[str]:
-    """Set ``requires_grad`` of a DeCLIPVisionTransformer to SPEC §5's trainable set.
+    """Set ``requires_grad`` of a DeCLIPVisionTransformer to docs/method.md §3's trainable set.
 
     Returns the names of the frozen parameters.
     """

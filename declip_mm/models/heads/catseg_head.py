@@ -1,5 +1,5 @@
 """CAT-Seg-style cost-aggregation head on DeCLIP features (Cho et al., CVPR 2024; public files
-``cat_seg/modeling/transformer/model.py`` (``Aggregator``) and ``cat_seg/cat_seg_model.py``), SPEC §7.
+``cat_seg/modeling/transformer/model.py`` (``Aggregator``) and ``cat_seg/cat_seg_model.py``), docs/catseg.md.
 
 Call graph::
 
@@ -67,7 +67,7 @@ class DeCLIPCATSegHead(BaseModule):
         window_size (int): Swin window (the second block shifts by half). Defaults to 12.
         pad_len (int): fixed class length of the class step. Defaults to 256.
         pool_size (int): grid pooling of the class step in training. Defaults to 2.
-        pool_at_test (bool): pool in eval mode too. Defaults to False (SPEC §7: no pooling at test;
+        pool_at_test (bool): pool in eval mode too. Defaults to False (docs/catseg.md: no pooling at test;
             the public ``ClassTransformerLayer`` pools in both modes, set True to reproduce it).
         decoder_channels, guidance_channels, guidance_proj_channels: see
             :class:`UpsampleDecoder`. Defaults (64, 32), (256, 128), (32, 16).

@@ -2,7 +2,7 @@
 
 Public file ``cat_seg/modeling/transformer/model.py`` (``LinearAttention``, ``AttentionLayer``,
 ``ClassTransformerLayer``); the linear attention is Katharopoulos et al. ("Transformers are RNNs",
-ICML 2020) with the elu+1 feature map; SPEC §7.
+ICML 2020) with the elu+1 feature map; docs/catseg.md.
 
 At every location of the (optionally pooled) grid, the T class tokens attend to each other::
 
@@ -55,7 +55,7 @@ class ClassAggregation(nn.Module):
         pad_len (int): fixed class length; shorter class lists are padded with learned tokens
             (0 disables padding). Defaults to 256.
         pool_size (int): average-pooling factor of the grid in training (1: none). Defaults to 2.
-        pool_at_test (bool): also pool in eval mode. Defaults to False (SPEC §7: none at test).
+        pool_at_test (bool): also pool in eval mode. Defaults to False (docs/catseg.md: none at test).
 
     Shapes:
         x (B, C, T, h, w), guidance (B, T, G) or None -> (B, C, T, h, w)

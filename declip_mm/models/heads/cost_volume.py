@@ -1,5 +1,5 @@
 """Cost volume of CAT-Seg (Cho et al., CVPR 2024; public file ``cat_seg/modeling/transformer/model.py``,
-``Aggregator.correlation`` / ``corr_embed``), SPEC §7.
+``Aggregator.correlation`` / ``corr_embed``), docs/catseg.md.
 
 C(b, p, t, i) = cos(dense embedding of image b at location i, text embedding of class t under prompt p)
 gives a (B, P, T, h, w) volume; a 7×7 convolution, shared by all classes, embeds the P prompt channels

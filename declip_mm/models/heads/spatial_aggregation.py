@@ -1,7 +1,7 @@
 """Spatial step of CAT-Seg's cost aggregation: two Swin blocks per class map, with appearance guidance.
 
 Public file ``cat_seg/modeling/transformer/model.py`` (``WindowAttention``, ``SwinTransformerBlock``,
-``SwinTransformerBlockWrapper``), itself a modified Swin Transformer (Liu et al., ICCV 2021); SPEC §7.
+``SwinTransformerBlockWrapper``), itself a modified Swin Transformer (Liu et al., ICCV 2021); docs/catseg.md.
 
 Each class map (C channels on the h×w grid) is processed independently, so the step does not depend
 on the class order. In each block::

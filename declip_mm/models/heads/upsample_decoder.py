@@ -1,6 +1,6 @@
 """CAT-Seg's upsampling decoder (public file ``cat_seg/modeling/transformer/model.py``: ``Up``,
 ``DoubleConv``, ``Aggregator.conv_decoder``; the guidance transposed convs are ``upsample1`` /
-``upsample2`` of ``cat_seg/cat_seg_model.py``), SPEC §7.
+``upsample2`` of ``cat_seg/cat_seg_model.py``), docs/catseg.md.
 
 Every class map is decoded on its own::
 

@@ -1,4 +1,4 @@
-"""Attention of DeCLIP's decoupled last block (SPEC §2), computed without N x N matrices.
+"""Attention of DeCLIP's decoupled last block (docs/method.md §1), computed without N x N matrices.
 
 Modes (τ = ``scale``; heads of width d; softmax over keys):
 

@@ -2,7 +2,7 @@
 
 A DeCLIP checkpoint stores the decoupled mode it was trained in (``meta['attn_mode']``). What may be
 evaluated in which mode follows from what each mode trains (official ``src/training/utils.py``
-freeze lists, SPEC §4):
+freeze lists, docs/method.md §2):
 
 * ``qq`` trains Q and keeps the last block's K frozen, so K is CLIP's own; ``kk`` trains K and keeps
   Q frozen. ``csa`` uses both, softmax(τQQᵀ) + softmax(τKKᵀ), so a ``qq`` or ``kk`` checkpoint is a

@@ -1,6 +1,6 @@
 """Resizing learned absolute position embeddings to any (h, w) token grid.
 
-SPEC §1: bicubic, ``align_corners=False``, **no antialias**, prefix (CLS) tokens kept unchanged. This is
+method.md §1: bicubic, ``align_corners=False``, **no antialias**, prefix (CLS) tokens kept unchanged. This is
 what the official DeCLIP / CLIPSelf code does; timm's ``resample_abs_pos_embed`` antialiases by default,
 which alone moves EVA outputs by ~2 % on a 6x6 grid.
 """

@@ -1,4 +1,4 @@
-"""Content distillation loss of DeCLIP (SPEC §3; CLIPSelf-style self-distillation).
+"""Content distillation loss of DeCLIP (docs/method.md §2; CLIPSelf-style self-distillation).
 
 For each grid cell r of each image: the student's region feature is ``roi_align`` (output 1x1,
 ``spatial_scale=1``, ``sampling_ratio=-1``, ``aligned=True``) of the *un-normalised* content map over

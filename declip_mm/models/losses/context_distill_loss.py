@@ -1,4 +1,4 @@
-"""Context distillation loss of DeCLIP (SPEC §4, paper §3.3 "context distillation").
+"""Context distillation loss of DeCLIP (docs/method.md §2, paper §3.3 "context distillation").
 
 Token correlations: L2-normalise every token; ``S_t = F^ F^T`` of the VFM teacher's patch tokens and
 ``S_s = Q^ Q^T`` (``qq``), ``K^ K^T`` (``kk``) or ``(Q^ Q^T + K^ K^T) / 2`` (``csa``) of the student's

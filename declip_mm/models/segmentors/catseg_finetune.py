@@ -1,5 +1,5 @@
 """CAT-Seg's fine-tuning rule for the two CLIP towers (public ``cat_seg/cat_seg_model.py``,
-``CLIP_FINETUNE: attention``; SPEC §7): only the query and value projections of every attention
+``CLIP_FINETUNE: attention``; docs/catseg.md): only the query and value projections of every attention
 block, and the position embeddings, of the image and text towers are trained.
 
 Where a tower fuses q/k/v in one tensor (OpenAI image tower, the text towers: ``in_proj_weight`` /

@@ -1,4 +1,4 @@
-"""Open-vocabulary segmentor: DeCLIP image tower + CLIP text tower + CAT-Seg-style head (SPEC §7).
+"""Open-vocabulary segmentor: DeCLIP image tower + CLIP text tower + CAT-Seg-style head (docs/catseg.md).
 
 Call graph (mmseg ``EncoderDecoder`` conventions)::
 

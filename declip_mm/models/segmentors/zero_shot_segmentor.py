@@ -1,4 +1,4 @@
-"""Training-free open-vocabulary segmentation on DeCLIP content features (SPEC §6).
+"""Training-free open-vocabulary segmentation on DeCLIP content features (docs/method.md §4).
 
 The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
 

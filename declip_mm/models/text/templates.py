@@ -1,19 +1,19 @@
 """Prompt templates by name.
 
 * ``imagenet80``: the 80 OpenAI ImageNet templates (CLIP paper; the training-free segmentation
-  protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP, SPEC §6). Taken from open_clip's metadata.
+  protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP, docs/method.md §4). Taken from open_clip's metadata.
 * ``vild``: the 14 ViLD-style templates (``VILD_PROMPT`` of the open-vocabulary detection code bases
-  that CLIPSelf / DeCLIP use for region classification, SPEC §8).
+  that CLIPSelf / DeCLIP use for region classification, the README, region classification).
 * ``single``: ``'a photo of a {}.'``.
 * ``vild_hand_craft``: the hand-crafted list of ``tools/generate_text_embeddings.py`` of CLIPSelf and
   DeCLIP (its ``multiple_templates``, modified from ViLD), which built their 133 COCO-panoptic class
-  embeddings for region classification (SPEC §8). Its prompt rule: ``{article}`` is ``an`` when the
+  embeddings for region classification (README). Its prompt rule: ``{article}`` is ``an`` when the
   name starts with a vowel letter (a, e, i, o, u) and ``a`` otherwise; a prompt starting with ``a``
   or ``the`` gets the prefix ``'This is '`` (applied to the templates here: no template starts with
   the name, so the rule does not depend on it); the name is lower-cased, ``_`` becomes a space,
   ``/`` becomes ``' or '`` and trailing dots are dropped. :func:`fill_template` applies it.
 * ``catseg``: ``'A photo of a {} in the scene'``, the single prompt of CAT-Seg's ViT-B/L configs
-  (``PROMPT_ENSEMBLE_TYPE: single``, SPEC §7).
+  (``PROMPT_ENSEMBLE_TYPE: single``, docs/catseg.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Frozen CLIP text tower with prompt ensembling and a per-class-list embedding cache.
 
-Class embedding (CLIP paper, prompt ensembling; SPEC §6): for every name, embed each template filled
+Class embedding (CLIP paper, prompt ensembling; docs/method.md §4): for every name, embed each template filled
 with the name, L2-normalise each, average over templates, renormalise.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class DeCLIPTextEncoder(BaseModule):
 
     Args:
         model_name (str | dict): open_clip model name or config (as the image backbone).
-        pretrained (str, optional): local checkpoint holding the text tower (any format of SPEC §1);
+        pretrained (str, optional): local checkpoint holding the text tower (any format of docs/method.md §1);
             loaded by :meth:`init_weights`. ``None`` keeps random weights.
         templates (str | list[str]): ``'imagenet80'``, ``'vild'``, ``'single'``, ``'vild_hand_craft'``
             or ``'{}'`` strings (see ``templates.py``).

@@ -32,7 +32,7 @@ def _bilinear(fmap, y, x):
 
 
 def reference_roi_align_1x1(fmap, box):
-    """aligned=True, spatial_scale=1, sampling_ratio=-1, one output bin (SPEC §3)."""
+    """aligned=True, spatial_scale=1, sampling_ratio=-1, one output bin (docs/method.md §2)."""
     x1, y1, x2, y2 = [float(v) - 0.5 for v in box]
     rh, rw = y2 - y1, x2 - x1
     gh, gw = max(math.ceil(rh), 1), max(math.ceil(rw), 1)

@@ -35,7 +35,7 @@ def samples(n=2, hw=(32, 32), ori=(40, 50), num_classes=5):
 
 
 def intended(name, family):
-    """The rule, written from SPEC §7: Q/V projections and position embeddings of both towers."""
+    """The rule, written from docs/catseg.md: Q/V projections and position embeddings of both towers."""
     if name.startswith('decode_head.'):
         return True
     if name.startswith('text_encoder.'):
