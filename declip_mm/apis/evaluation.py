@@ -91,7 +91,19 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     fresh_visualizer(cfg)
     runner = Runner.from_cfg(cfg)
     seg = unwrap_model(runner.model)
-    dataset = runner.test_loop.dataloader.dataset
+    ds_cfg = cfg.test_dataloader.dataset
+    folder = osp.join(ds_cfg.get('data_root') or '', (ds_cfg.get('data_prefix') or {}).get(
+        'img_path', ''))
+    empty = (f'the test dataset holds no images: nothing found in {folder!r} (with the split file '
+             'and suffix the config sets); check data_root (docs/datasets.md)')
+    try:
+        dataset = runner.test_loop.dataloader.dataset
+    except ValueError as e:  # mmengine serialises the (empty) image list with np.concatenate
+        if 'need at least one array' in str(e):
+            raise ValueError(empty) from e
+        raise
+    if len(dataset) == 0:
+        raise ValueError(empty)
     if hasattr(seg, 'class_names'):
         check_class_names(seg.class_names, dataset.metainfo.get('classes'),
                           source='model.class_names')

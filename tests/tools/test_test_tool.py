@@ -181,3 +181,40 @@ def test_show_dir_in_a_stock_mmseg_config(tmp_path):
     with redirect_stdout(buf), pytest.raises(SystemExit):
         test_tool.parse_args(['--help'])
     assert 'SHOW_DIR/vis_data/vis_image/' in ' '.join(buf.getvalue().split())
+
+
+def test_empty_image_folder_is_a_clear_error(tmp_path):
+    """Issue 14.10: before, the run ended in 'need at least one array to concatenate'."""
+    import shutil
+
+    from declip_mm.testing import write_benchmark_fixture
+    root = write_benchmark_fixture('ade20k', str(tmp_path / 'data'), num_images=1)
+    img_dir = osp.join(root, 'images', 'validation')
+    shutil.rmtree(img_dir)
+    os.makedirs(img_dir)
+    with pytest.raises(ValueError, match=r"no images: nothing found in '.*images/validation'"):
+        test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+                        *tiny_options(tmp_path), f'test_dataloader.dataset.data_root={root}'])
+
+
+def test_text_tower_file_messages_name_the_text_tower(tmp_path):
+    from declip_mm.models import DeCLIPTextEncoder
+    from declip_mm.testing import tiny_clip_config
+    with pytest.raises(FileNotFoundError, match=r'text encoder checkpoint .*text_encoder\.pretrained'):
+        DeCLIPTextEncoder(tiny_clip_config(), pretrained=str(tmp_path / 'missing.pt'))
+
+
+def test_checkpoint_with_extra_blocks_is_an_error(tmp_path):
+    """Issue 14.10: a deeper checkpoint loaded with only a warning; RoPE buffers stay fine."""
+    from declip_mm.models import DeCLIPVisionTransformer
+    from declip_mm.testing import tiny_clip_config
+    deep = DeCLIPVisionTransformer(tiny_clip_config(depth=4))
+    sd = {'visual.' + k: v for k, v in deep.visual.state_dict().items()}
+    shallow = DeCLIPVisionTransformer(tiny_clip_config())
+    with pytest.raises(ValueError, match=r'\d+ unexpected key\(s\): trunk\.blocks\.3\.'):
+        shallow.load_open_clip_state_dict(sd, source='deep.pth')
+    ok = {k: v for k, v in sd.items() if '.blocks.3.' not in k}
+    ok['visual.trunk.rope.freqs_cos'] = torch.zeros(3)
+    shallow.load_open_clip_state_dict(ok, source='release.pth')
+    assert torch.equal(shallow.visual.trunk.blocks[0].attn.q_proj.weight,
+                       deep.visual.trunk.blocks[0].attn.q_proj.weight)
