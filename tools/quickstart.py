@@ -27,6 +27,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_TRAIN = osp.join(ROOT, 'configs', 'declip', 'declip_tiny-random_quickstart.py')
 REAL_TRAIN = osp.join(ROOT, 'configs', 'declip', 'declip_vitb_dinov2.py')
 ADE_TEST = osp.join(ROOT, 'configs', 'training_free', 'declip_eva02-b16_training-free_ade20k-448.py')
+#: written into --out-dir by the quick-start: only a folder holding it is ever cleared
+MARKER = '.declip_quickstart'
+#: what the quick-start writes into --out-dir; a rerun removes exactly these, nothing else
+OUTPUTS = ('data', 'train', 'eval', 'overlays', 'arch.json')
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left')
 DEMO_CLASSES = 'person, astronaut; cat; cup, coffee; rocket; sky; motorcycle; flag; grass'
 
@@ -41,6 +45,34 @@ def load_tool(name: str):
     return mod
 
 
+def prepare_out_dir(out: str) -> str:
+    """Make ``out`` ready for a run without deleting anything the quick-start did not create.
+
+    A missing or empty folder is used as it is. A folder holding :data:`MARKER` is an earlier
+    quick-start output: only its :data:`OUTPUTS` are removed (other files stay). Any other non-empty
+    folder (``--out-dir .`` in a checkout, a home folder, ...) is refused.
+    """
+    if osp.exists(out) and not osp.isdir(out):
+        raise SystemExit(f'--out-dir {out} is a file, not a folder')
+    if osp.isdir(out) and os.listdir(out):
+        if not osp.isfile(osp.join(out, MARKER)):
+            raise SystemExit(
+                f'--out-dir {out} is not empty and is not a quick-start output (it has no {MARKER} '
+                'file); the quick-start never deletes what it did not create. Pass a new or empty '
+                'folder (default: work_dirs/quickstart), or remove an old output yourself.')
+        for name in OUTPUTS:
+            path = osp.join(out, name)
+            if osp.islink(path) or osp.isfile(path):
+                os.remove(path)
+            elif osp.isdir(path):
+                shutil.rmtree(path)
+    os.makedirs(out, exist_ok=True)
+    with open(osp.join(out, MARKER), 'w') as f:
+        f.write('Written by declip_mm tools/quickstart.py. A rerun with this --out-dir replaces '
+                f'{", ".join(OUTPUTS)} here and leaves everything else alone.\n')
+    return out
+
+
 def sample_photos(max_side: int):
     """RGB photos bundled with scikit-image (no download)."""
     try:
@@ -51,7 +83,9 @@ def sample_photos(max_side: int):
     for name in PHOTOS:
         try:
             img = getattr(data, name)()
-        except Exception:  # an image that this scikit-image would have to download: skip it
+        except Exception as e:  # an image that this scikit-image would have to download: skip it
+            print(f'   skipped sample photo {name!r}: scikit-image cannot provide it offline here '
+                  f'({type(e).__name__}: {e})')
             continue
         img = np.asarray(Image.fromarray(img).convert('RGB'))
         scale = max_side / max(img.shape[:2])
@@ -116,9 +150,7 @@ def main(argv=None):
     from declip_mm.apis import prepare_test_runner
     from declip_mm.testing import write_benchmark_fixture
 
-    out = osp.abspath(args.out_dir)
-    if osp.isdir(out):
-        shutil.rmtree(out)
+    out = prepare_out_dir(osp.abspath(args.out_dir))
     print(f'== declip_mm quick-start -> {out}')
     if not real:
         print('   no --weights: tiny EVA02-style towers with RANDOM weights. The numbers show the '

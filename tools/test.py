@@ -7,7 +7,11 @@
 CHECKPOINT may be omitted for training-free configs (the config's local weights are used), be a
 CLIP / DeCLIP image-tower checkpoint (it becomes ``model.backbone.pretrained``; its stored attn_mode
 must fit the config's: the same mode, or a qq / kk checkpoint evaluated in csa as the official
-evaluator does; the table is in docs/method.md) or an mmengine checkpoint of the whole model (``load_from``).
+evaluator does; the table is in docs/method.md), an mmengine checkpoint of the whole model
+(``load_from``) or a training checkpoint of DeCLIP distillation (``epoch_N.pth``: its student tower).
+``--tta`` wraps the model in the config's ``tta_model``, or in the right wrapper for declip_mm's
+segmentors if it has none (or mmseg's ``SegTTAModel``). ``--show-dir DIR`` writes
+``DIR/vis_data/vis_image/*.png``.
 """
 import argparse
 import os
@@ -23,8 +27,9 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', help='directory for logs and the metric json')
     p.add_argument('--out', type=str, help='directory to save predictions for offline evaluation')
     p.add_argument('--show', action='store_true', help='show prediction results')
-    p.add_argument('--show-dir', help='directory where painted images are saved (under work_dir/'
-                   'timestamp/)')
+    p.add_argument('--show-dir', help='directory for painted images: they are written to '
+                   'SHOW_DIR/vis_data/vis_image/test_<image name>_0.png (SHOW_DIR as given, not '
+                   'under the work dir)')
     p.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     p.add_argument('--show-interval', type=int, default=1,
                    help='draw every N-th image with --show/--show-dir (mmseg draws every 50th)')
@@ -77,11 +82,11 @@ def build_cfg(args):
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
-        if 'tta_model' not in cfg:
-            raise ValueError('--tta needs tta_model in the config')
+        from declip_mm.models.segmentors.seg_tta import resolve_tta_model
+        tta_model = resolve_tta_model(cfg.model, cfg.get('tta_model'))
         cfg.test_dataloader.dataset.pipeline = cfg.get('tta_pipeline') or tta_pipeline_from(cfg)
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
+        tta_model['module'] = cfg.model
+        cfg.tta_model = cfg.model = tta_model
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True

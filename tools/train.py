@@ -6,10 +6,11 @@
                           [--strategy ddp|fsdp]
 
 mmseg 1.x's flags. ``--resume`` without a path continues from the latest checkpoint in the work dir
-(an interrupted run resumes to the same result). Without CUDA the distributed backend is gloo, so
-``--launcher pytorch`` also works with CPU processes. ``--strategy fsdp`` (or ``strategy =
-dict(type='DeCLIPFSDPStrategy')`` in the config) trains fully sharded through mmengine's
-FlexibleRunner, on GPUs or on CPU processes (docs/method.md §6).
+(an interrupted run resumes to the same result). A step that leaves NaN/Inf in the weights stops the
+run before anything is saved (``DeCLIPFiniteWeightsHook``, added if the config lacks it). Without
+CUDA the distributed backend is gloo, so ``--launcher pytorch`` also works with CPU processes.
+``--strategy fsdp`` (or ``strategy = dict(type='DeCLIPFSDPStrategy')`` in the config) trains fully
+sharded through mmengine's FlexibleRunner, on GPUs or on CPU processes (docs/method.md §6).
 """
 import argparse
 import logging
@@ -72,6 +73,12 @@ def build_cfg(args) -> Config:
         backends = cfg.visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
         if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
             backends.append(dict(type='TensorboardVisBackend'))
+    # every run stops on NaN/Inf weights before they reach a checkpoint (declip_mm's configs list
+    # the hook already; mmseg configs get it here)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type')).endswith('DeCLIPFiniteWeightsHook') for h in hooks):
+        scope = '' if cfg.get('default_scope', 'mmseg') == 'mmseg' else 'mmseg.'  # mmdet configs
+        cfg.custom_hooks = hooks + [dict(type=scope + 'DeCLIPFiniteWeightsHook')]
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

@@ -13,6 +13,7 @@ merge_alpha = 0.7  # alpha * student + (1 - alpha) * original after each epoch (
 custom_hooks = [
     dict(type='DeCLIPEpochHook'),
     dict(type='DeCLIPMergeExportHook', alpha=merge_alpha),
+    dict(type='DeCLIPFiniteWeightsHook'),  # NaN/Inf weights stop the run before any checkpoint
 ]
 # True (or tools/train.py --tensorboard): also log to TensorBoard (work_dir/<timestamp>/vis_data)
 use_tensorboard = False

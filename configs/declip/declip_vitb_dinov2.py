@@ -41,4 +41,5 @@ merge_alpha = 0.7
 custom_hooks = [
     dict(type='DeCLIPEpochHook'),
     dict(type='DeCLIPMergeExportHook', alpha=merge_alpha),
+    dict(type='DeCLIPFiniteWeightsHook'),  # NaN/Inf weights stop the run before any checkpoint
 ]

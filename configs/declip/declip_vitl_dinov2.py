@@ -32,4 +32,5 @@ merge_alpha = 0.95
 custom_hooks = [
     dict(type='DeCLIPEpochHook'),
     dict(type='DeCLIPMergeExportHook', alpha=merge_alpha),
+    dict(type='DeCLIPFiniteWeightsHook'),  # NaN/Inf weights stop the run before any checkpoint
 ]

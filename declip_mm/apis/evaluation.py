@@ -12,7 +12,8 @@ from mmengine.runner import Runner
 from ..datasets.class_names import check_class_names
 from .checkpoints import apply_test_checkpoint, unwrap_model
 
-__all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed']
+__all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed',
+           'drop_training_parts']
 
 
 def configure_cpu_distributed(cfg: Config, launcher: str) -> Config:
@@ -54,6 +55,24 @@ def fresh_visualizer(cfg: Config) -> Config:
     return cfg
 
 
+#: the parts of a config that only training uses (all or none must be set for mmengine's Runner)
+TRAINING_PARTS = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')
+
+
+def drop_training_parts(cfg: Config) -> Config:
+    """Remove the training loop's settings from a config that is only tested.
+
+    mmseg's ``SegVisualizationHook`` draws with ``step=runner.iter``, and ``Runner.iter`` builds the
+    training loop, with its dataset, when the config has one: a stock mmseg config whose training
+    data is not on disk fails at the first drawn image (mmseg's own test tool at image 50, the hook's
+    default interval). A test run never needs them.
+    """
+    for key in TRAINING_PARTS:
+        if cfg.get(key) is not None:
+            cfg[key] = None
+    return cfg
+
+
 def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir: Optional[str] = None,
                         config_path: Optional[str] = None) -> Runner:
     """Route the checkpoint, build the Runner, load weights and check the class names.
@@ -67,11 +86,24 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
         name = osp.splitext(osp.basename(config_path or 'declip'))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
     configure_cpu_distributed(cfg, cfg.get('launcher', 'none'))
+    drop_training_parts(cfg)
     kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
     fresh_visualizer(cfg)
     runner = Runner.from_cfg(cfg)
     seg = unwrap_model(runner.model)
-    dataset = runner.test_loop.dataloader.dataset
+    ds_cfg = cfg.test_dataloader.dataset
+    folder = osp.join(ds_cfg.get('data_root') or '', (ds_cfg.get('data_prefix') or {}).get(
+        'img_path', ''))
+    empty = (f'the test dataset holds no images: nothing found in {folder!r} (with the split file '
+             'and suffix the config sets); check data_root (docs/datasets.md)')
+    try:
+        dataset = runner.test_loop.dataloader.dataset
+    except ValueError as e:  # mmengine serialises the (empty) image list with np.concatenate
+        if 'need at least one array' in str(e):
+            raise ValueError(empty) from e
+        raise
+    if len(dataset) == 0:
+        raise ValueError(empty)
     if hasattr(seg, 'class_names'):
         check_class_names(seg.class_names, dataset.metainfo.get('classes'),
                           source='model.class_names')

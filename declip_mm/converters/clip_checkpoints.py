@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .training_checkpoints import is_distiller_state_dict, student_tower
+
 __all__ = ['unwrap_checkpoint', 'detect_flavour', 'convert_openai_clip', 'convert_eva_clip',
            'convert_dinov2', 'to_open_clip_state_dict', 'FLAVOURS']
 
@@ -169,10 +171,15 @@ def to_open_clip_state_dict(obj: Mapping[str, Any], dropped: Optional[List[str]]
     """Any supported CLIP checkpoint -> (open_clip-layout state dict, source flavour, meta).
 
     The flavour is ``openai``, ``open_clip`` or ``eva_clip``; ``declip:`` is prepended when the file was
-    a wrapped release (official DeCLIP / training checkpoint). ``dropped``, if given, collects the
+    a wrapped release (official DeCLIP), ``training:`` for the student tower of a declip_mm training
+    checkpoint (``epoch_N.pth``; meta then names its architecture and attn_mode, see
+    :mod:`.training_checkpoints`). ``dropped``, if given, collects the
     (unwrapped) source keys the conversion leaves out.
     """
     sd, meta, wrapped = unwrap_checkpoint(obj)
+    training = is_distiller_state_dict(sd)
+    if training:  # an mmengine training checkpoint of DeCLIP distillation: its student tower
+        sd, meta = student_tower(sd, meta)
     freqs = [k for k in sd if k.endswith('freqs_cos') or k.endswith('freqs_sin')]
     if dropped is not None:
         dropped.extend(freqs)
@@ -184,7 +191,9 @@ def to_open_clip_state_dict(obj: Mapping[str, Any], dropped: Optional[List[str]]
         sd = convert_eva_clip(sd, dropped)
     else:
         sd = convert_openai_clip(sd, dropped)
-    if wrapped:
+    if training:
+        flavour = 'training:' + flavour
+    elif wrapped:
         flavour = 'declip:' + flavour
     return sd, flavour, meta
 

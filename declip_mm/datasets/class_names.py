@@ -50,34 +50,40 @@ def _norm(s: str) -> str:
     return ''.join(ch for ch in s.lower() if ch.isalnum())
 
 
-#: renames used by the public class-name files (dataset name -> accepted file names)
-CLASS_NAME_ALIASES = {'boat': ('ship', )}
+#: the renames that the shipped class-name files use (dataset class -> names accepted in its place).
+#: Anything else must name the dataset class itself (one of the line's synonyms, normalised).
+CLASS_NAME_ALIASES = {
+    'boat': ('ship', ),            # VOC: SCLIP / ProxyCLIP files say 'ship'
+    'diningtable': ('table', ),    # VOC: 'table'
+}
 
 
 def _matches(dataset_class: str, group: Sequence[str]) -> bool:
-    if _norm(dataset_class) == 'background':
-        return True  # background lines list stuff names by design (SCLIP / ProxyCLIP files)
+    """Whether a file line (its synonyms) names ``dataset_class``.
+
+    Exact after normalisation (lower case, letters and digits only): no containment, so
+    ``table`` / ``pooltable`` or ``light`` / ``trafficlight`` in swapped positions are caught.
+    """
     target = _norm(dataset_class)
-    accepted = {target} | {_norm(a) for a in CLASS_NAME_ALIASES.get(dataset_class, ())}
-    for n in map(_norm, group):
-        if n in accepted:
-            return True
-        # 'table' for 'diningtable', 'tvmonitor' for 'tv monitor / television monitor'
-        if min(len(n), len(target)) >= 4 and (n in target or target in n):
-            return True
-    return False
+    if target == 'background':
+        return True  # background lines list stuff names by design (SCLIP / ProxyCLIP files)
+    accepted = {target} | {_norm(a) for a in CLASS_NAME_ALIASES.get(target, ())}
+    return any(_norm(n) in accepted for n in group)
 
 
 def check_class_names(names: NameList, dataset_classes: Optional[Sequence[str]],
                       source: str = 'class names') -> None:
     """Refuse a class list whose count or order does not match the dataset's ``METAINFO['classes']``.
 
-    Each line must name its dataset class: equal after dropping case, spaces and punctuation, one
-    contained in the other (``table`` / ``diningtable``), or a known alias (:data:`CLASS_NAME_ALIASES`);
-    a dataset class called ``background`` accepts any line.
+    Each line must name the dataset class at its position: one of the line's synonyms equal to it
+    after dropping case, spaces and punctuation, or a known rename (:data:`CLASS_NAME_ALIASES`). There
+    is no fuzzy matching: near-duplicates (``table`` / ``pool table``) in each other's place are
+    refused. A dataset class called ``background`` accepts any line.
     """
     if dataset_classes is None:
         return
+    # a plain name instead of a list of synonyms (its letters are not names)
+    names = [[g] if isinstance(g, str) else list(g) for g in names]
     if len(names) != len(dataset_classes):
         raise ValueError(f'{source} has {len(names)} classes but the dataset has '
                          f'{len(dataset_classes)}')

@@ -6,7 +6,11 @@
   ``alpha * student + (1 - alpha) * original`` (docs/method.md §3: alpha 0.7 for B, 0.95 for L) as a declip_mm
   checkpoint with meta (architecture, attn_mode, tau) that the training-free and CAT-Seg configs load
   directly. Training continues from the unmerged student. Under FSDP (``DeCLIPFSDPStrategy``) every
-  rank gathers the full parameters (a collective) and rank 0 writes the same file as with DDP.
+  rank gathers the full parameters (a collective) and rank 0 writes the same file as with DDP. A
+  merged tower with NaN / Inf is never written. It also records the student's architecture and
+  attn_mode in the meta of mmengine's training checkpoints (``meta['declip_student']``), so
+  ``epoch_N.pth`` given to tools/test.py, tools/demo.py or tools/convert_checkpoint.py loads as the
+  tower it holds.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor
 
 from ..converters import save_checkpoint
+from ..converters.export import _plain
 from ..registry import HOOKS
+from ..utils.finite import last_checkpoint_note, nonfinite_tensors
 
 __all__ = ['DeCLIPEpochHook', 'DeCLIPMergeExportHook', 'merge_weights']
 
@@ -103,6 +109,12 @@ class DeCLIPMergeExportHook(Hook):
             return
         merged = merge_weights(student_sd, original, self.alpha)
         path = osp.join(self.out_dir or runner.work_dir, self.filename_tmpl.format(runner.epoch + 1))
+        bad = nonfinite_tensors(merged)
+        if bad:
+            raise FloatingPointError(
+                f'not exporting {path}: the merged image tower holds NaN/Inf in {len(bad)} tensor(s) '
+                f'({", ".join(bad[:8])}); the student weights diverged. '
+                f'{last_checkpoint_note(runner.work_dir)}')
         sd = {'visual.' + k: v for k, v in merged.items()}
         save_checkpoint(path, sd, student.model_name, attn_mode=student.attn_mode,
                         attn_scale=student.attn_scale, source='declip_mm', alpha=self.alpha,
@@ -110,3 +122,10 @@ class DeCLIPMergeExportHook(Hook):
         runner.logger.info(f'exported alpha={self.alpha} merged image tower to {path}')
         self.last_export = path
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Record what the student is, for loaders of the training checkpoint."""
+        student = _unwrap(runner.model).student
+        checkpoint.setdefault('meta', {})['declip_student'] = dict(
+            architecture=_plain(student.model_name), attn_mode=student.attn_mode,
+            attn_scale=student.attn_scale, merge_alpha=self.alpha,
+            export_dir=self.out_dir or runner.work_dir, export_tmpl=self.filename_tmpl)

@@ -2,7 +2,11 @@
 
 Plain weight files are always read with ``torch.load(weights_only=True)``; TorchScript archives (the
 original OpenAI CLIP ``.pt`` releases) are opened with ``torch.jit.load`` and only their tensors are
-kept. Nothing here reaches the network: a missing file is a ``FileNotFoundError`` naming the path.
+kept. An mmengine training checkpoint (``epoch_N.pth``: pickled message hub) that the plain safe
+unpickler refuses is read again with exactly the globals mmengine writes allowed
+(:mod:`declip_mm.utils.safe_globals`, as ``--resume`` does), and kept only if it is one.
+Nothing here reaches the network: a missing file is a ``FileNotFoundError`` naming the path, and a
+file holding NaN / Inf weights is refused (``ValueError`` naming the file and the tensors).
 """
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import zipfile
 from typing import Any, Dict, Mapping
 
 import torch
+
+from .finite import check_finite
+from .safe_globals import is_mmengine_training_checkpoint, mmengine_checkpoint_globals
 
 __all__ = ['load_weight_file', 'check_local_file']
 
@@ -37,8 +44,9 @@ def _is_torchscript(path: str) -> bool:
 def load_weight_file(path: str | os.PathLike, what: str = 'checkpoint') -> Dict[str, Any]:
     """Read a local weight file into a (possibly nested) dict of tensors.
 
-    Supports ``.safetensors``, TorchScript archives (OpenAI CLIP jit ``.pt``) and ordinary
-    ``torch.save`` files (read with ``weights_only=True``).
+    Supports ``.safetensors``, TorchScript archives (OpenAI CLIP jit ``.pt``), ordinary
+    ``torch.save`` files (read with ``weights_only=True``) and mmengine training checkpoints.
+    Raises ``ValueError`` if a weight tensor holds NaN / Inf.
 
     Args:
         path (str): local file path.
@@ -50,15 +58,34 @@ def load_weight_file(path: str | os.PathLike, what: str = 'checkpoint') -> Dict[
     path = check_local_file(path, what)
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
-        return dict(load_file(path, device='cpu'))
+        return _finite(dict(load_file(path, device='cpu')), path, what)
     if _is_torchscript(path):
         module = torch.jit.load(path, map_location='cpu')
-        return {k: v for k, v in module.state_dict().items()}
+        return _finite({k: v for k, v in module.state_dict().items()}, path, what)
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # corrupt file, or a pickle with arbitrary objects
-        raise RuntimeError(f'could not read {what} {path!r} as a weight file '
-                           f'(torch.load weights_only=True): {e}') from e
+    except Exception as e:  # corrupt file, a pickle with arbitrary objects, or an mmengine checkpoint
+        obj = _load_training_checkpoint(path)
+        if obj is None:
+            raise RuntimeError(f'could not read {what} {path!r} as a weight file '
+                               f'(torch.load weights_only=True): {e}') from e
     if not isinstance(obj, Mapping):
         raise TypeError(f'{what} {path!r} holds a {type(obj).__name__}, expected a state dict')
-    return dict(obj)
+    return _finite(dict(obj), path, what)
+
+
+def _load_training_checkpoint(path: str):
+    """The file as an mmengine training checkpoint (safe unpickler + mmengine's globals), or None."""
+    try:
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:
+        return None
+    return obj if is_mmengine_training_checkpoint(obj) else None
+
+
+def _finite(obj: Dict[str, Any], path: str, what: str) -> Dict[str, Any]:
+    """Refuse NaN / Inf weights (training checkpoints: their model weights, not optimizer state)."""
+    weights = obj['state_dict'] if is_mmengine_training_checkpoint(obj) else obj
+    check_finite(weights, f'{what} {path!r}')
+    return obj

@@ -9,7 +9,9 @@ every file.
 Instead we allow-list exactly the globals mmengine writes, and only while mmengine's own local
 checkpoint loader runs (``resume``, ``load_from``, ``load_checkpoint``): the scheme '' of
 ``mmengine.runner.CheckpointLoader`` is wrapped in ``torch.serialization.safe_globals``. Plain weight
-files read by :func:`declip_mm.utils.load_weight_file` never see this list.
+files read by :func:`declip_mm.utils.load_weight_file` never see this list (it retries with it only
+for a file the plain unpickler refused, and keeps the result only if it is an mmengine training
+checkpoint). Checkpoints whose weights hold NaN / Inf are refused by this loader.
 """
 from __future__ import annotations
 
@@ -18,7 +20,11 @@ from typing import List
 import numpy as np
 import torch
 
-__all__ = ['mmengine_checkpoint_globals', 'register_mmengine_safe_globals']
+__all__ = ['mmengine_checkpoint_globals', 'register_mmengine_safe_globals',
+           'is_mmengine_training_checkpoint']
+
+#: keys of a checkpoint written by mmengine's ``Runner.save_checkpoint``
+TRAINING_KEYS = ('meta', 'state_dict', 'message_hub')
 
 _REGISTERED = False
 
@@ -44,6 +50,12 @@ def mmengine_checkpoint_globals() -> List[object]:
     return allowed
 
 
+def is_mmengine_training_checkpoint(obj: object) -> bool:
+    """Whether ``obj`` (a loaded file) is an mmengine training checkpoint (``epoch_N.pth``)."""
+    return isinstance(obj, dict) and all(k in obj for k in TRAINING_KEYS) \
+        and isinstance(obj['state_dict'], dict)
+
+
 def register_mmengine_safe_globals() -> None:
     """Wrap mmengine's local checkpoint loader so its training checkpoints load with weights_only.
 
@@ -56,7 +68,13 @@ def register_mmengine_safe_globals() -> None:
 
     def load_from_local_weights_only(filename, map_location):
         with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-            return load_from_local(filename, map_location)
+            checkpoint = load_from_local(filename, map_location)
+        # NaN / Inf weights are refused here too (load_from, --resume, load_checkpoint)
+        from .finite import check_finite
+        weights = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) \
+            else checkpoint
+        check_finite(weights, f'checkpoint {filename!r}')
+        return checkpoint
 
     load_from_local_weights_only.__doc__ = load_from_local.__doc__
     CheckpointLoader.register_scheme(prefixes='', force=True)(load_from_local_weights_only)

@@ -30,6 +30,39 @@ def test_shipped_class_files_follow_dataset_order(name):
         check_class_names(names[:-1], classes, name)
 
 
+
+@pytest.mark.parametrize('a, b', [('table', 'pool table'), ('light', 'traffic light'),
+                                  ('screen', 'crt screen')])
+def test_near_duplicate_swaps_are_refused(a, b):
+    """Issue 14.6: a name contained in another one (table / pool table) in swapped positions."""
+    from mmseg.registry import DATASETS
+    classes = DATASETS.get('ADE20KDataset').METAINFO['classes']
+    names = load_class_names(osp.join(ROOT, 'configs', 'class_names', 'ade20k.txt'))
+    i, j = classes.index(a), classes.index(b)
+    swapped = list(names)
+    swapped[i], swapped[j] = swapped[j], swapped[i]
+    with pytest.raises(ValueError, match=rf"\(2 mismatch\(es\)\).*dataset '{a}'"):
+        check_class_names(swapped, classes, 'ade20k')
+    # exact names still pass in any case / spacing, and via the line's synonyms
+    ok = [[c] for c in classes]
+    ok[i], ok[j] = [a.upper()], [b.replace(' ', '') + 's', b.replace(' ', '-')]
+    check_class_names(ok, classes, 'ade20k')
+
+
+def test_renames_are_explicit():
+    """Only the listed renames stand in for a class (VOC 'table' / 'ship'); no containment."""
+    from declip_mm.datasets.class_names import CLASS_NAME_ALIASES
+    voc = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
+           'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
+           'sheep', 'sofa', 'train', 'tvmonitor')
+    names = [[c] for c in voc]
+    names[4], names[11] = ['ship'], ['table']
+    check_class_names(names, voc)
+    assert CLASS_NAME_ALIASES['diningtable'] == ('table', )
+    names[20] = ['monitor']  # contained in 'tvmonitor' but not a listed rename
+    with pytest.raises(ValueError, match="line 21: dataset 'tvmonitor' vs file 'monitor'"):
+        check_class_names(names, voc)
+
 def test_file_format(tmp_path):
     f = tmp_path / 'c.txt'
     f.write_text('# comment\nsky; clouds\n\ncat;kitten ; \nroad\n')

@@ -17,3 +17,54 @@ def test_quickstart_reduced(tmp_path, capsys):
     overlays = os.listdir(out / 'overlays')
     assert len(overlays) >= 2 and all(f.endswith('_overlay.png') for f in overlays)
     assert f'Outputs in {out}' in text
+
+
+def test_out_dir_with_user_files_is_refused_and_kept(tmp_path):
+    """Issue 14.2: --out-dir never deletes what the quick-start did not create."""
+    import pytest
+    user = tmp_path / 'mine'
+    (user / 'src').mkdir(parents=True)
+    (user / 'notes.txt').write_text('precious')
+    (user / 'src' / 'a.py').write_text('x = 1')
+    (user / 'train').mkdir()
+    (user / 'train' / 'run.log').write_text('my own training')
+    with pytest.raises(SystemExit, match='not empty and is not a quick-start output'):
+        quickstart.main(['--out-dir', str(user), '--epochs', '1'])
+    assert (user / 'notes.txt').read_text() == 'precious'
+    assert (user / 'src' / 'a.py').read_text() == 'x = 1'
+    assert (user / 'train' / 'run.log').read_text() == 'my own training'
+    assert not (user / quickstart.MARKER).exists()
+    afile = tmp_path / 'file.txt'
+    afile.write_text('keep')
+    with pytest.raises(SystemExit, match='is a file'):
+        quickstart.main(['--out-dir', str(afile)])
+    assert afile.read_text() == 'keep'
+
+
+def test_rerun_clears_only_its_own_outputs(tmp_path):
+    out = tmp_path / 'qs'
+    quickstart.prepare_out_dir(str(out))          # a fresh folder gets the marker
+    assert (out / quickstart.MARKER).is_file()
+    for name in ('data', 'train', 'eval', 'overlays'):
+        (out / name).mkdir()
+        (out / name / 'old.bin').write_text('old')
+    (out / 'arch.json').write_text('{}')
+    (out / 'my_notes.txt').write_text('mine')
+    quickstart.prepare_out_dir(str(out))
+    assert sorted(os.listdir(out)) == sorted([quickstart.MARKER, 'my_notes.txt'])
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert quickstart.prepare_out_dir(str(empty)) == str(empty)
+
+
+def test_skipped_sample_photo_is_reported(monkeypatch, capsys):
+    """Issue 14.10: a sample photo this scikit-image cannot provide is named, not skipped silently."""
+    from skimage import data
+
+    def needs_download():
+        raise OSError('would download coffee.png')
+
+    monkeypatch.setattr(data, 'coffee', needs_download)
+    photos = quickstart.sample_photos(32)
+    assert 'coffee' not in photos and 'astronaut' in photos
+    assert "skipped sample photo 'coffee'" in capsys.readouterr().out

@@ -132,3 +132,97 @@ def test_distributed_test_on_cpu_processes(tmp_path):
               if f.endswith('.json') and 'vis_data' not in d and f[:8].isdigit()]
     two = json.load(open(js))
     assert two['mIoU'] == pytest.approx(float(one['mIoU']), abs=1e-6)
+
+
+@pytest.mark.parametrize('tta_model', ['None', 'dict(type="SegTTAModel")'])
+def test_tta_without_a_fitting_tta_model(tmp_path, tta_model):
+    """Issue 14.5: --tta on a config without tta_model (or with mmseg's SegTTAModel, which our
+    segmentor cannot use: 'no attribute out_channels') gets DeCLIPSegTTAModel."""
+    from declip_mm.testing import write_benchmark_fixture
+    data = str(tmp_path / 'data')
+    write_benchmark_fixture('ade20k', data, num_images=1)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'_base_ = [{tf_config("ade20k")!r}]\ntta_model = {tta_model}\n')
+    argv = [str(cfg), '--work-dir', str(tmp_path / 'wd'), '--tta', '--cfg-options',
+            *tiny_options(tmp_path), data_root_opt(data, 'ade20k'), 'test_pipeline.1.scale=(256,64)']
+    built = test_tool.build_cfg(test_tool.parse_args(argv))
+    assert built.model.type == 'DeCLIPSegTTAModel'
+    assert built.model.module.type == 'DeCLIPZeroShotSegmentor'
+    assert [t['type'] for t in built.test_dataloader.dataset.pipeline][-1] == 'TestTimeAug'
+    if tta_model == 'None':   # the run itself once (the crash was mmseg's SegTTAModel merging)
+        return
+    assert 'mIoU' in test_tool.main(argv)
+
+
+def test_tta_keeps_other_wrappers_and_defaults_mmseg_models():
+    from declip_mm.models.segmentors.seg_tta import resolve_tta_model
+    mine = dict(type='MyTTA', foo=1)
+    assert resolve_tta_model(dict(type='DeCLIPZeroShotSegmentor'), mine) == mine
+    assert resolve_tta_model(dict(type='EncoderDecoder'), None) == dict(type='SegTTAModel')
+    assert resolve_tta_model(dict(type='EncoderDecoder'), dict(type='SegTTAModel')) == \
+        dict(type='SegTTAModel')
+
+
+def test_show_dir_in_a_stock_mmseg_config(tmp_path):
+    """Issue 14.5: mmseg's SegFormer config, only the data root changed (no training data on disk):
+    --show-dir used to fail at the first drawn image (SegVisualizationHook's step=runner.iter builds
+    the training loop and its dataset). The help text names the folder the images land in."""
+    from declip_mm.testing import write_benchmark_fixture
+    root = write_benchmark_fixture('ade20k', str(tmp_path / 'data'), num_images=2,
+                                   sizes=[(48, 64), (40, 56)])
+    cfg = tmp_path / 'segformer.py'
+    cfg.write_text("_base_ = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'\n"
+                   "model = dict(pretrained=None, backbone=dict(init_cfg=None))\n"
+                   "test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', "
+                   "scale=(128, 64), keep_ratio=True), dict(type='LoadAnnotations', "
+                   "reduce_zero_label=True), dict(type='PackSegInputs')]\n"
+                   f"test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict("
+                   f"data_root={root!r}, pipeline=test_pipeline))\n")
+    show = tmp_path / 'show'
+    metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show)])
+    assert 'mIoU' in metrics
+    pngs = sorted(os.listdir(show / 'vis_data' / 'vis_image'))
+    assert pngs == ['test_ADE_val_00000001.jpg_0.png', 'test_ADE_val_00000002.jpg_0.png']
+    import io
+    from contextlib import redirect_stdout
+    buf = io.StringIO()
+    with redirect_stdout(buf), pytest.raises(SystemExit):
+        test_tool.parse_args(['--help'])
+    assert 'SHOW_DIR/vis_data/vis_image/' in ' '.join(buf.getvalue().split())
+
+
+def test_empty_image_folder_is_a_clear_error(tmp_path):
+    """Issue 14.10: before, the run ended in 'need at least one array to concatenate'."""
+    import shutil
+
+    from declip_mm.testing import write_benchmark_fixture
+    root = write_benchmark_fixture('ade20k', str(tmp_path / 'data'), num_images=1)
+    img_dir = osp.join(root, 'images', 'validation')
+    shutil.rmtree(img_dir)
+    os.makedirs(img_dir)
+    with pytest.raises(ValueError, match=r"no images: nothing found in '.*images/validation'"):
+        test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+                        *tiny_options(tmp_path), f'test_dataloader.dataset.data_root={root}'])
+
+
+def test_text_tower_file_messages_name_the_text_tower(tmp_path):
+    from declip_mm.models import DeCLIPTextEncoder
+    from declip_mm.testing import tiny_clip_config
+    with pytest.raises(FileNotFoundError, match=r'text encoder checkpoint .*text_encoder\.pretrained'):
+        DeCLIPTextEncoder(tiny_clip_config(), pretrained=str(tmp_path / 'missing.pt'))
+
+
+def test_checkpoint_with_extra_blocks_is_an_error(tmp_path):
+    """Issue 14.10: a deeper checkpoint loaded with only a warning; RoPE buffers stay fine."""
+    from declip_mm.models import DeCLIPVisionTransformer
+    from declip_mm.testing import tiny_clip_config
+    deep = DeCLIPVisionTransformer(tiny_clip_config(depth=4))
+    sd = {'visual.' + k: v for k, v in deep.visual.state_dict().items()}
+    shallow = DeCLIPVisionTransformer(tiny_clip_config())
+    with pytest.raises(ValueError, match=r'\d+ unexpected key\(s\): trunk\.blocks\.3\.'):
+        shallow.load_open_clip_state_dict(sd, source='deep.pth')
+    ok = {k: v for k, v in sd.items() if '.blocks.3.' not in k}
+    ok['visual.trunk.rope.freqs_cos'] = torch.zeros(3)
+    shallow.load_open_clip_state_dict(ok, source='release.pth')
+    assert torch.equal(shallow.visual.trunk.blocks[0].attn.q_proj.weight,
+                       deep.visual.trunk.blocks[0].attn.q_proj.weight)

@@ -129,11 +129,12 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     train_tool.main(train_args(tmp_path / 'wd', data, epochs=1))
     ckpt = tmp_path / 'wd' / 'epoch_1.pth'
     before = ckpt.read_bytes()
-    with pytest.raises(FloatingPointError, match='non-finite DeCLIP loss'):
+    with pytest.raises(FloatingPointError, match='non-finite DeCLIP loss') as err:
         train_tool.main(train_args(tmp_path / 'wd', data, 'model.content_loss.loss_weight=nan',
                                    epochs=2)[:1] + ['--resume']
                         + train_args(tmp_path / 'wd', data, 'model.content_loss.loss_weight=nan',
                                      epochs=2)[1:])
+    assert f'The last good checkpoint is {ckpt}' in str(err.value)  # issue 14.3: named, and true
     assert ckpt.read_bytes() == before
     assert not (tmp_path / 'wd' / 'epoch_2.pth').exists()
     assert 'epoch_1.pth' in (tmp_path / 'wd' / 'last_checkpoint').read_text()

@@ -280,8 +280,18 @@ class DeCLIPVisionTransformer(BaseModule):
         to_load, _, unexpected = match_state_dict(
             self.visual, visual_sd, f'{self.name} image tower (from {source})',
             resize={pos_key: _resize_pos})
+        # fixed buffers (RoPE tables of DeCLIP releases, causal masks) are rebuilt, not loaded; any
+        # other extra key (e.g. blocks beyond this tower's depth) is another architecture
+        extra = [k for k in unexpected if not k.endswith(('freqs_cos', 'freqs_sin', 'attn_mask'))
+                 and not k.startswith('rope.')]
+        if extra:
+            raise ValueError(
+                f'checkpoint does not fit the image tower ({self.name}; from {source}): '
+                f'{len(extra)} unexpected key(s): {", ".join(sorted(extra)[:10])}'
+                f'{" ..." if len(extra) > 10 else ""}. Is this a checkpoint of another architecture '
+                '(more blocks, another width)? Check model_name.')
         if unexpected:
-            print_log(f'{source}: ignored {len(unexpected)} unexpected image-tower key(s): '
+            print_log(f'{source}: ignored {len(unexpected)} fixed buffer(s): '
                       f'{", ".join(sorted(unexpected)[:10])}', logger='current',
                       level=logging.WARNING)
         self.visual.load_state_dict(to_load, strict=False)

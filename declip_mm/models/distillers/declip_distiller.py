@@ -29,6 +29,7 @@ from mmengine.model import BaseModel
 from torch import Tensor
 
 from ...registry import MODELS
+from ...utils.finite import last_checkpoint_note
 from ..layers import DECOUPLED_MODES
 from .multi_context import MultiContextMixin
 
@@ -330,8 +331,10 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         loss, log_vars = super().parse_losses(losses)
         if not torch.isfinite(loss):
             detail = ', '.join(f'{k}={float(v):.4g}' for k, v in log_vars.items())
+            # True only because DeCLIPFiniteWeightsHook keeps non-finite weights out of every
+            # checkpoint; it also tells us where the run writes them (else no checkpoint is named)
             raise FloatingPointError(
                 f'non-finite DeCLIP loss ({detail}); training stopped before the optimizer step, so '
-                'the weights and the last saved checkpoint are untouched. Lower the learning rate, '
-                'check the input images, or resume from the last checkpoint with --resume.')
+                'nothing from this step was applied or saved. Lower the learning rate or check the '
+                'input images. ' + last_checkpoint_note(getattr(self, 'last_checkpoint_dir', None)))
         return loss, log_vars

@@ -22,6 +22,9 @@ from .templates import fill_template, get_templates
 
 __all__ = ['DeCLIPTextEncoder']
 
+#: names the text tower's file in messages (the image backbone's reads 'pretrained CLIP checkpoint')
+_WHAT = 'text encoder checkpoint (the CLIP text tower, model.text_encoder.pretrained)'
+
 
 @MODELS.register_module()
 class DeCLIPTextEncoder(BaseModule):
@@ -59,7 +62,7 @@ class DeCLIPTextEncoder(BaseModule):
         self.batch_size = int(batch_size)
         self.frozen = bool(frozen)
         if pretrained is not None:
-            check_local_file(pretrained, 'pretrained CLIP checkpoint')
+            check_local_file(pretrained, _WHAT)
         self.pretrained = pretrained
         self._tokenizer = None
         self._cache: Dict[Tuple, Tensor] = {}
@@ -85,7 +88,7 @@ class DeCLIPTextEncoder(BaseModule):
         self._is_init = True
 
     def load_pretrained(self, path: str) -> None:
-        raw = load_weight_file(path, 'pretrained CLIP checkpoint')
+        raw = load_weight_file(path, _WHAT)
         sd, flavour, _ = to_open_clip_state_dict(raw)
         self.load_open_clip_state_dict(sd, source=f'{path} ({flavour})')
 
