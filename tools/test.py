@@ -75,6 +75,10 @@ def build_cfg(args):
         cfg.merge_from_dict(args.cfg_options)
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
+    if args.out is not None and cfg.model.get('type') == 'DeCLIPZeroShotSegmentor':
+        # predictions are wanted: also keep the full-resolution class probabilities (seg_logits);
+        # without it the segmentor returns only labels, computed in strips (memory ~ pixels)
+        cfg.model.test_cfg = dict(cfg.model.get('test_cfg') or {}, keep_seg_logits=True)
     if args.tta:
         if 'tta_model' not in cfg:
             raise ValueError('--tta needs tta_model in the config')
