@@ -1,7 +1,9 @@
 from .checkpoints import (apply_test_checkpoint, inspect_checkpoint, mmengine_safe_torch_load,
                           unwrap_model)
 from .evaluation import configure_cpu_distributed, fresh_visualizer, prepare_test_runner
+from .shared_features import SharedFeatureCache, module_fingerprint, run_in_lockstep
 
 __all__ = ['apply_test_checkpoint', 'inspect_checkpoint', 'mmengine_safe_torch_load',
            'unwrap_model', 'prepare_test_runner', 'fresh_visualizer',
-           'configure_cpu_distributed']
+           'configure_cpu_distributed', 'SharedFeatureCache', 'module_fingerprint',
+           'run_in_lockstep']

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
+from ..text.embedding_cache import cached_embeddings, embedding_cache_file
 from .strip_postprocess import labels_in_strips
 
 __all__ = ['DeCLIPZeroShotSegmentor', 'window_grid', 'center_pad_size']
@@ -81,6 +82,9 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             --out`` and the TTA wrapper turn it on), ``postprocess_max_elems`` (floats of one
             post-processing strip, default 2**20).
         data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
+        embedding_cache_dir (str, optional): folder keeping the class-name embeddings on disk per
+            (model, text weights file, templates, names); never for random text weights. Defaults
+            to None.
         align_corners (bool): of the bilinear resizes. Defaults to False.
         train_cfg (dict, optional): unused (training-free); accepted for mmseg's ``init_model``.
         pretrained (str, optional): overrides ``backbone.pretrained`` (mmseg convention).
@@ -96,6 +100,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  area_thd: Optional[float] = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 embedding_cache_dir: Optional[str] = None,
                  align_corners: bool = False,
                  train_cfg: OptConfigType = None,
                  pretrained: Optional[str] = None,
@@ -131,7 +136,11 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         if self.postprocess_max_elems < 1:
             raise ValueError('test_cfg.postprocess_max_elems must be >= 1')
         self.test_cfg = test_cfg
+        self.embedding_cache_dir = embedding_cache_dir
+        # set by tools/eval_all.py: a SharedFeatureCache reusing the features of identical windows
+        self.feature_cache = None
         self._weights_ready = False
+        self._text_from_file = False  # text weights are those of text_encoder.pretrained
         self.register_load_state_dict_post_hook(self._mark_loaded)
 
     @staticmethod
@@ -141,6 +150,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
     @staticmethod
     def _mark_loaded(module, incompatible_keys) -> None:
         module._weights_ready = True
+        module._text_from_file = False  # a state dict replaced them: not the file's any more
 
     # weights ---------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -149,6 +159,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.text_encoder.init_weights()
         self.text_embeddings = torch.empty(0, device=self.text_embeddings.device)
         self._weights_ready = True
+        self._text_from_file = self.text_encoder.pretrained is not None
         self._is_init = True
 
     def _ensure_weights(self) -> None:
@@ -164,13 +175,21 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         """(num_names, E) normalised name embeddings, computed on first use on the model's device."""
         dev = next(self.backbone.parameters()).device
         if self.text_embeddings.numel() == 0 or self.text_embeddings.device != dev:
+            te = self.text_encoder
+            path = embedding_cache_file(
+                self.embedding_cache_dir, te.model_name,
+                te.pretrained if self._text_from_file else None, te.templates, self.class_names)
             with torch.no_grad():
-                self.text_embeddings = self.text_encoder(self.class_names).to(dev)
+                emb = cached_embeddings(path, lambda: te(self.class_names))
+            self.text_embeddings = emb.to(dev)
         return self.text_embeddings
 
     # features --------------------------------------------------------------------------------
     def extract_feat(self, inputs: Tensor) -> Tensor:
-        """L2-normalised content features (B, E, h, w)."""
+        """L2-normalised content features (B, E, h, w) (through ``feature_cache`` when set)."""
+        if self.feature_cache is not None:
+            return self.feature_cache.get(
+                inputs, lambda x: F.normalize(self.backbone(x)['content'], dim=1), self.backbone)
         return F.normalize(self.backbone(inputs)['content'], dim=1)
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
