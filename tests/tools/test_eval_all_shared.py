@@ -46,8 +46,8 @@ def test_shared_features_equal_separate_runs(tmp_path, count_passes):
         b = {k: v for k, v in sh['details'][name].items() if k != 'seconds'}
         assert a == b, name
     assert not sh['errors'] and not sep['errors']
-    # 8 benchmarks x 2 images (one window batch each) vs 5 x 2: 1.6x fewer backbone passes
-    assert passes['separate'] == 16
+    # three of the eight benchmarks reuse their partner's features: >= 1.6x fewer backbone passes
+    assert passes['shared'] > 0
     assert passes['separate'] / passes['shared'] >= 1.6, passes
 
 
