@@ -6,6 +6,7 @@
     python tools/benchmark.py train_step [--model-name EVA02-B-16] [--vfm-arch dinov2_vitb14_reg]
                                          [--teacher-dtypes fp32 bf16] [--runs 3]
     python tools/benchmark.py region_cls [--model-name EVA02-B-16] [--size 480 640] [--regions 10]
+    python tools/benchmark.py large_image [--size 6000 8000] [--num-classes 150] [--runs 1]
 
 Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
 Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
@@ -55,6 +56,45 @@ def case_segmentor(args, batch_size: int):
     return dict(case=f'segmentor slide 336/112, window batch {batch_size}', model=args.model_name,
                 size=list(args.size), windows=n_win, median_s=med, runs_s=times,
                 peak_rss_mib=_peak_mib(), threads=torch.get_num_threads())
+
+
+def case_large_image(args, _):
+    """One large photo through the ade20k training-free protocol (resize to short side 448, slide
+    336/112, labels at the original size): peak RSS must grow with the pixels, not x classes."""
+    import numpy as np
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+
+    import declip_mm  # noqa: F401
+    from declip_mm.models import DeCLIPZeroShotSegmentor
+    init_default_scope('mmseg')
+    seg = DeCLIPZeroShotSegmentor(
+        backbone=dict(type='DeCLIPVisionTransformer', model_name=args.model_name, attn_mode='csa'),
+        text_encoder=dict(type='DeCLIPTextEncoder', model_name=args.model_name, templates='single'),
+        class_names=[f'class {i}' for i in range(args.num_classes)],
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[122.771, 116.746, 104.094],
+                               std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
+        test_cfg=dict(mode='slide', crop_size=336, stride=112)).eval()
+    seg._weights_ready = True  # random weights on purpose
+    pipe = Compose([dict(type='LoadImageFromNDArray'),
+                    dict(type='Resize', scale=(4096, 448), keep_ratio=True),
+                    dict(type='PackSegInputs')])
+    h, w = args.size
+
+    def run():
+        img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        data = seg.data_preprocessor(pseudo_collate([pipe(dict(img=img))]), False)
+        with torch.no_grad():
+            out = seg.predict(data['inputs'], data['data_samples'])
+        assert tuple(out[0].pred_sem_seg.data.shape[-2:]) == (h, w)
+
+    with torch.no_grad():
+        seg.class_embeddings()
+    med, times = _timeit(run, args.runs, warmup=0)
+    return dict(case=f'large image, {args.num_classes} classes, labels in strips', model=str(
+        args.model_name), size=[h, w], median_s=med, runs_s=times, peak_rss_mib=_peak_mib(),
+        threads=torch.get_num_threads())
 
 
 def case_backbone(args, mode: str):
@@ -150,12 +190,14 @@ def cases(args):
         return [('case_region_cls', 'all')]
     if args.what == 'train_step':
         return [('case_train_step', d) for d in args.teacher_dtypes]
+    if args.what == 'large_image':
+        return [('case_large_image', 'all')]
     if args.what == 'segmentor':
         return [('case_segmentor', b) for b in args.batch_sizes]
     return [('case_backbone', m) for m in ('vanilla', 'csa')]
 
 
-WHATS = ('segmentor', 'backbone', 'train_step', 'region_cls')
+WHATS = ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image')
 
 
 def parse_args(argv=None):

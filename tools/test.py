@@ -81,6 +81,10 @@ def build_cfg(args):
         cfg.merge_from_dict(args.cfg_options)
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
+    if args.out is not None and cfg.model.get('type') == 'DeCLIPZeroShotSegmentor':
+        # predictions are wanted: also keep the full-resolution class probabilities (seg_logits);
+        # without it the segmentor returns only labels, computed in strips (memory ~ pixels)
+        cfg.model.test_cfg = dict(cfg.model.get('test_cfg') or {}, keep_seg_logits=True)
     if args.tta:
         from declip_mm.models.segmentors.seg_tta import resolve_tta_model
         tta_model = resolve_tta_model(cfg.model, cfg.get('tta_model'))

@@ -29,6 +29,12 @@ _MMSEG_TTA = ('SegTTAModel', 'mmseg.SegTTAModel')
 @MODELS.register_module()
 class DeCLIPSegTTAModel(BaseTTAModel):
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # the views' class probabilities are averaged: the segmentor must return them
+        if hasattr(self.module, 'keep_seg_logits'):
+            self.module.keep_seg_logits = True
+
     def merge_preds(self, data_samples_list: List[SampleList]) -> SampleList:
         merged = []
         for views in data_samples_list:

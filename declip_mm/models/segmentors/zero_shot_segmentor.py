@@ -8,10 +8,12 @@ The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
                                     SCLIP's compute_padsize), backbone -> content, L2-normalise per
                                     token, cosine with the name embeddings, bilinear to the padded
                                     window size, crop the padding back
-           (overlapping windows are averaged: sum of window logits / count of windows per pixel)
+           (overlapping windows are averaged: sum of window logits / count of windows per pixel,
+            accumulated one window at a time)
       └─ postprocess_result         remove preprocessor padding, undo flips, bilinear to the original
                                     size, x logit_scale, softmax over *names*, max over each class's
                                     names, optional area threshold, argmax, top prob < prob_thd -> 0
+                                    (in row strips unless keep_seg_logits: memory ~ pixels)
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
+from ..text.embedding_cache import cached_embeddings, embedding_cache_file
+from .strip_postprocess import labels_in_strips
 
 __all__ = ['DeCLIPZeroShotSegmentor', 'window_grid', 'center_pad_size']
 
@@ -72,8 +76,15 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         area_thd (float, optional): classes (except 0) predicted on less than this fraction of the
             non-background pixels are suppressed (ClearCLIP / NACLIP option). Defaults to None.
         test_cfg (dict): ``mode`` ('slide' | 'whole'), ``crop_size`` (int | (h, w)), ``stride``,
-            ``batch_size`` (windows per backbone call, default 16).
+            ``batch_size`` (windows per backbone call, default 16), ``keep_seg_logits`` (also return
+            the (num_classes, H, W) probabilities as ``seg_logits``; default False: only the labels,
+            computed in row strips so that memory grows with the pixels alone; ``tools/test.py
+            --out`` and the TTA wrapper turn it on), ``postprocess_max_elems`` (floats of one
+            post-processing strip, default 2**20).
         data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
+        embedding_cache_dir (str, optional): folder keeping the class-name embeddings on disk per
+            (model, text weights file, templates, names); never for random text weights. Defaults
+            to None.
         align_corners (bool): of the bilinear resizes. Defaults to False.
         train_cfg (dict, optional): unused (training-free); accepted for mmseg's ``init_model``.
         pretrained (str, optional): overrides ``backbone.pretrained`` (mmseg convention).
@@ -89,6 +100,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                  area_thd: Optional[float] = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 embedding_cache_dir: Optional[str] = None,
                  align_corners: bool = False,
                  train_cfg: OptConfigType = None,
                  pretrained: Optional[str] = None,
@@ -119,8 +131,16 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.batch_size = int(test_cfg.get('batch_size', 16))
         if self.batch_size < 1:
             raise ValueError('test_cfg.batch_size must be >= 1')
+        self.keep_seg_logits = bool(test_cfg.get('keep_seg_logits', False))
+        self.postprocess_max_elems = int(test_cfg.get('postprocess_max_elems', 1 << 20))
+        if self.postprocess_max_elems < 1:
+            raise ValueError('test_cfg.postprocess_max_elems must be >= 1')
         self.test_cfg = test_cfg
+        self.embedding_cache_dir = embedding_cache_dir
+        # set by tools/eval_all.py: a SharedFeatureCache reusing the features of identical windows
+        self.feature_cache = None
         self._weights_ready = False
+        self._text_from_file = False  # text weights are those of text_encoder.pretrained
         self.register_load_state_dict_post_hook(self._mark_loaded)
 
     @staticmethod
@@ -130,6 +150,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
     @staticmethod
     def _mark_loaded(module, incompatible_keys) -> None:
         module._weights_ready = True
+        module._text_from_file = False  # a state dict replaced them: not the file's any more
 
     # weights ---------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -138,6 +159,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.text_encoder.init_weights()
         self.text_embeddings = torch.empty(0, device=self.text_embeddings.device)
         self._weights_ready = True
+        self._text_from_file = self.text_encoder.pretrained is not None
         self._is_init = True
 
     def _ensure_weights(self) -> None:
@@ -153,13 +175,21 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         """(num_names, E) normalised name embeddings, computed on first use on the model's device."""
         dev = next(self.backbone.parameters()).device
         if self.text_embeddings.numel() == 0 or self.text_embeddings.device != dev:
+            te = self.text_encoder
+            path = embedding_cache_file(
+                self.embedding_cache_dir, te.model_name,
+                te.pretrained if self._text_from_file else None, te.templates, self.class_names)
             with torch.no_grad():
-                self.text_embeddings = self.text_encoder(self.class_names).to(dev)
+                emb = cached_embeddings(path, lambda: te(self.class_names))
+            self.text_embeddings = emb.to(dev)
         return self.text_embeddings
 
     # features --------------------------------------------------------------------------------
     def extract_feat(self, inputs: Tensor) -> Tensor:
-        """L2-normalised content features (B, E, h, w)."""
+        """L2-normalised content features (B, E, h, w) (through ``feature_cache`` when set)."""
+        if self.feature_cache is not None:
+            return self.feature_cache.get(
+                inputs, lambda x: F.normalize(self.backbone(x)['content'], dim=1), self.backbone)
         return F.normalize(self.backbone(inputs)['content'], dim=1)
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
@@ -182,17 +212,38 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         return logits[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w]
 
     def slide_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
-        """Overlap-averaged window logits (B, num_names, H, W); all windows batched."""
+        """Overlap-averaged window logits (B, num_names, H, W).
+
+        Windows run through the backbone in batches of ``batch_size``; each window's logits are
+        resized and added to the running sum one window at a time, so only one full-resolution window
+        (num_names, hc, wc) is held besides the sum (the order of the additions is the window order,
+        as when all windows were held).
+        """
         b, _, h, w = inputs.shape
         boxes = window_grid(h, w, self.crop_size, self.stride)
-        crops = torch.stack([inputs[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes], dim=1)
-        crops = crops.flatten(0, 1)  # (B * n_windows, 3, hc, wc), image-major
-        logits = self._window_logits(crops).view(b, len(boxes), -1, *crops.shape[-2:])
-        preds = inputs.new_zeros((b, logits.shape[2], h, w))
+        hc, wc = boxes[0][1] - boxes[0][0], boxes[0][3] - boxes[0][2]
+        pad = center_pad_size(hc, wc, self.backbone.patch_size)
+        padded = (hc + pad[2] + pad[3], wc + pad[0] + pad[1])
+        text = self.class_embeddings()
+        preds = inputs.new_zeros((b, text.shape[0], h, w))
         count = inputs.new_zeros((1, 1, h, w))
-        for k, (y1, y2, x1, x2) in enumerate(boxes):
-            preds[:, :, y1:y2, x1:x2] += logits[:, k]
-            count[:, :, y1:y2, x1:x2] += 1
+        jobs = [(i, k) for i in range(b) for k in range(len(boxes))]  # image-major
+        for j0 in range(0, len(jobs), self.batch_size):
+            chunk = jobs[j0:j0 + self.batch_size]
+            crops = torch.stack([inputs[i, :, y1:y2, x1:x2] for i, k in chunk
+                                 for y1, y2, x1, x2 in (boxes[k], )])
+            if any(pad):
+                crops = F.pad(crops, pad)
+            feats = self.extract_feat(crops)
+            cos = torch.einsum('bchw,nc->bnhw', feats, text.to(feats.dtype))
+            for n, (i, k) in enumerate(chunk):
+                logit = F.interpolate(cos[n:n + 1], size=padded, mode='bilinear',
+                                      align_corners=self.align_corners)
+                y1, y2, x1, x2 = boxes[k]
+                preds[i:i + 1, :, y1:y2, x1:x2] += logit[:, :, pad[2]:pad[2] + hc,
+                                                         pad[0]:pad[0] + wc]
+                if i == 0:
+                    count[:, :, y1:y2, x1:x2] += 1
         return preds / count
 
     def whole_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
@@ -244,12 +295,19 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         return pred
 
     def postprocess_result(self, seg_logits: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        """Fill ``pred_sem_seg`` (and ``seg_logits``, the class probabilities, when
+        ``keep_seg_logits``) at the original image size.
+
+        Without ``keep_seg_logits`` the labels are computed in row strips
+        (:func:`labels_in_strips`), so the memory grows with the pixels only, not pixels x classes.
+        """
         b, _, h, w = seg_logits.shape
         only_pred = data_samples is None
         if only_pred:
             data_samples = [SegDataSample() for _ in range(b)]
         for i in range(b):
             logit = seg_logits[i:i + 1]
+            out_hw = (h, w)
             if not only_pred:
                 meta = data_samples[i].metainfo
                 pad = meta.get('img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
@@ -258,7 +316,15 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                 if meta.get('flip', False):
                     dims = (3, ) if meta.get('flip_direction') == 'horizontal' else (2, )
                     logit = logit.flip(dims=dims)
-                logit = F.interpolate(logit, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
+                out_hw = tuple(int(v) for v in meta['ori_shape'][:2])
+            if not self.keep_seg_logits:
+                pred = labels_in_strips(
+                    logit[0], out_hw, self.logit_scale, self.name_to_class, self.num_classes,
+                    self.prob_thd, self.area_thd, self.align_corners, self.postprocess_max_elems)
+                data_samples[i].set_data({'pred_sem_seg': PixelData(data=pred)})
+                continue
+            if not only_pred:
+                logit = F.interpolate(logit, size=out_hw, mode='bilinear',
                                       align_corners=self.align_corners)
             probs = self.class_probabilities(logit[0])
             data_samples[i].set_data({

@@ -123,7 +123,7 @@ def test_area_thd_suppresses_small_classes():
 
 def test_predict_fills_data_samples():
     from mmseg.structures import SegDataSample
-    seg = make_seg()
+    seg = make_seg(test_cfg=dict(keep_seg_logits=True))
     img = torch.randn(1, 3, 40, 56)
     ds = SegDataSample(metainfo=dict(ori_shape=(30, 42), img_shape=(40, 56), pad_shape=(40, 56),
                                      padding_size=[0, 0, 0, 0]))
