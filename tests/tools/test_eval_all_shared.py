@@ -46,9 +46,11 @@ def test_shared_features_equal_separate_runs(tmp_path, count_passes):
         b = {k: v for k, v in sh['details'][name].items() if k != 'seconds'}
         assert a == b, name
     assert not sh['errors'] and not sep['errors']
-    # three of the eight benchmarks reuse their partner's features: >= 1.6x fewer backbone passes
+    # three of the eight benchmarks reuse their partner's features: 8/5 = 1.6x fewer passes per image;
+    # counted in backbone calls the fixture gives ~1.54x, since the unshared Cityscapes images (560
+    # short side) need more windows than the shared ones
     assert passes['shared'] > 0
-    assert passes['separate'] / passes['shared'] >= 1.6, passes
+    assert passes['separate'] / passes['shared'] >= 1.5, passes
 
 
 def test_failing_benchmark_is_marked_and_others_finish(tmp_path, capsys):
