@@ -1,6 +1,15 @@
 #!/usr/bin/env python
 """Timings and peak memory of declip_mm's hot paths (median of several runs after warm-up).
 
+Side by side with the public code's way of computing (``declip_mm.benchmarking.reference``), modes
+interleaved A, B, A, B in separate processes, FLOPs, and the fraction of this machine's matmul rate:
+
+    python tools/benchmark.py train  [--modes default reference bf16 bf16-cache] [--rounds 2]
+    python tools/benchmark.py infer  [--size 448 597] [--num-classes 150] [--rounds 2]
+    python tools/benchmark.py catseg [--num-classes 150] [--rounds 2]
+
+Single-mode timings:
+
     python tools/benchmark.py segmentor [--model-name EVA02-B-16] [--size 448 597] [--runs 5]
     python tools/benchmark.py backbone  [--model-name ViT-B-16] [--size 448 448]
     python tools/benchmark.py train_step [--model-name EVA02-B-16] [--vfm-arch dinov2_vitb14_reg]
@@ -185,6 +194,132 @@ def case_region_cls(args, _):
                 runs_s=times, regions=n, peak_rss_mib=_peak_mib(), threads=torch.get_num_threads())
 
 
+# side by side: default vs reference (declip_mm.benchmarking) -------------------------------------
+SIDE_BY_SIDE = ('train', 'infer', 'catseg')
+#: training-step modes: the default mode's options (the reference always runs fp32 teachers)
+TRAIN_MODES = {'default': dict(), 'reference': dict(), 'bf16': dict(teacher_dtype='bf16'),
+               'cache': dict(vfm_cache=True), 'bf16-cache': dict(teacher_dtype='bf16', vfm_cache=True)}
+
+
+def _side_case(args, mode: str):
+    from declip_mm.benchmarking.cases import CatSegCase, InferCase, TrainCase
+    student = dict(type='DeCLIPVisionTransformer', model_name=args.model_name, attn_mode='csa')
+    text = dict(type='DeCLIPTextEncoder', model_name=args.model_name, templates='single')
+    if args.what == 'train':
+        return TrainCase(dict(student, attn_scale=1.0), dict(type='VFMTeacher', arch=args.vfm_arch),
+                         batch=args.batch, optimizer=args.optimizer, **TRAIN_MODES[mode])
+    if args.what == 'infer':
+        return InferCase(student, text, num_classes=args.num_classes, size=args.size, ori=args.ori)
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs',
+                                       '_base_', 'models', 'catseg_declip_eva02-b16.py')).model
+    cfg.backbone.update(model_name=args.model_name, pretrained=None)
+    cfg.text_encoder.update(model_name=args.model_name, pretrained=None)
+    return CatSegCase(cfg.to_dict(), num_classes=args.num_classes, size=args.catseg_size)
+
+
+def case_side(args, mode: str) -> dict:
+    """One process of the side-by-side comparison: build, warm up, time, peak memory; in the first
+    round also FLOPs (counted once) and what the modes must agree on (saved to ``--_check-dir``)."""
+    import declip_mm  # noqa: F401
+    from declip_mm.benchmarking import count_flops, peak_memory_mib, reset_peak, time_runs
+    device = torch.device(args.device)
+    case = _side_case(args, mode).to(device)
+    run_mode = 'reference' if mode == 'reference' else 'default'
+    check = None
+    if args._first:  # what the modes must agree on, from the untouched model
+        if args.what == 'train':
+            with torch.no_grad():
+                check = {k: float(v) for k, v in case.losses(run_mode).items()}
+        else:
+            out = case.predict(run_mode)
+            torch.save(out, os.path.join(args._check_dir, f'{mode}.pt'))
+    reset_peak(device)
+    times = time_runs(case.runner(run_mode), args.runs, args.warmup, device)
+    res = dict(case=args.what, mode=mode, model=args.model_name, median_s=statistics.median(times),
+               runs_s=times, peak_mib=peak_memory_mib(device), device=str(device),
+               threads=torch.get_num_threads(), check=check)
+    if args._first:
+        res['flops'] = count_flops(case.runner(run_mode))
+    return res
+
+
+def _compare_checks(what: str, results: list, check_dir: str) -> dict:
+    """How far each mode is from the reference: loss differences (train), label agreement and
+    probability differences (infer, catseg)."""
+    out = {}
+    for r in results:
+        if r['mode'] == 'reference' or not r.get('_first'):
+            continue
+        if what == 'train':
+            ref = next(x['check'] for x in results if x['mode'] == 'reference' and x.get('_first'))
+            out[r['mode']] = {k: abs(r['check'][k] - v) / max(abs(v), 1e-12) for k, v in ref.items()}
+            continue
+        ref = torch.load(os.path.join(check_dir, 'reference.pt'))
+        got = torch.load(os.path.join(check_dir, f"{r['mode']}.pt"))
+        if what == 'catseg':
+            (ref, ref_p), (got, got_p) = ref, got
+            out[r['mode']] = dict(labels_equal=float((ref == got).float().mean()),
+                                  max_abs_prob_diff=float((ref_p - got_p).abs().max()))
+        else:
+            out[r['mode']] = dict(labels_equal=float((ref == got).float().mean()))
+    return out
+
+
+def main_side(args, argv) -> list:
+    import tempfile
+
+    from declip_mm.benchmarking import matmul_rate
+    device = torch.device(args.device)
+    modes = args.modes or (['default', 'reference'] if args.what != 'train' else
+                           ['default', 'reference'])
+    if 'reference' not in modes:
+        sys.exit('--modes must include reference (the ratios are relative to it)')
+    rate, _ = matmul_rate(device)
+    print(f'fp32 matmul rate after warm-up: {rate / 1e9:.0f} GFLOP/s', flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as check_dir:
+        for rnd in range(args.rounds):  # A, B, A, B: each measurement in its own process
+            for mode in modes:
+                cmd = [sys.executable, os.path.abspath(__file__), *argv, '--_child', 'case_side',
+                       mode, '--_check-dir', check_dir] + (['--_first'] if rnd == 0 else [])
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(out.stderr)
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                res['round'], res['_first'] = rnd, rnd == 0
+                results.append(res)
+                print(f"round {rnd} {mode}: runs {', '.join(f'{t:.2f}' for t in res['runs_s'])} s,"
+                      f" peak {res['peak_mib']:.0f} MiB", flush=True)
+        agreement = _compare_checks(args.what, results, check_dir)
+    rate_end, _ = matmul_rate(device)
+    summary = {}
+    for mode in modes:
+        rs = [r for r in results if r['mode'] == mode]
+        flops = next(r['flops'] for r in rs if r['_first'])
+        med = statistics.median(t for r in rs for t in r['runs_s'])
+        summary[mode] = dict(median_s=med, peak_mib=max(r['peak_mib'] for r in rs), flops=flops)
+    ref = summary['reference']
+    mem = 'peak allocated' if device.type == 'cuda' else 'peak RSS'
+    print(f'\nmatmul rate (fp32, after warm-up): {rate / 1e9:.0f} GFLOP/s at the start, '
+          f'{rate_end / 1e9:.0f} at the end; {args.rounds} interleaved rounds of {args.runs} runs '
+          f'after {args.warmup} warm-up, {torch.get_num_threads()} threads, {device}\n')
+    print(f'| case | mode | median | {mem} | GFLOP | GFLOP/s | of matmul rate | speed-up vs reference '
+          f'| memory vs reference |\n|---|---|---|---|---|---|---|---|---|')
+    for mode, s in summary.items():
+        fps = s['flops'] / s['median_s']
+        print(f"| {args.what} | {mode} | {s['median_s']:.2f} s | {s['peak_mib']:.0f} MiB | "
+              f"{s['flops'] / 1e9:.0f} | {fps / 1e9:.0f} | {fps / rate:.0%} | "
+              f"{ref['median_s'] / s['median_s']:.2f}x | {s['peak_mib'] / ref['peak_mib']:.0%} |")
+    print('\nagreement with the reference mode:', json.dumps(agreement))
+    report = dict(case=args.what, matmul_rate_flops=[rate, rate_end], summary=summary,
+                  agreement=agreement, runs=results)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=2)
+    return [report]
+
+
 def cases(args):
     if args.what == 'region_cls':
         return [('case_region_cls', 'all')]
@@ -197,7 +332,7 @@ def cases(args):
     return [('case_backbone', m) for m in ('vanilla', 'csa')]
 
 
-WHATS = ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image')
+WHATS = SIDE_BY_SIDE + ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image')
 
 
 def parse_args(argv=None):
@@ -205,8 +340,10 @@ def parse_args(argv=None):
     p.add_argument('what', choices=WHATS)
     p.add_argument('--model-name', default='EVA02-B-16')
     p.add_argument('--size', type=int, nargs=2, default=[448, 597], metavar=('H', 'W'))
-    p.add_argument('--runs', type=int, default=5)
-    p.add_argument('--num-classes', type=int, default=21)
+    p.add_argument('--runs', type=int, default=None,
+                   help='timed runs per process (train: 2, others: 5)')
+    p.add_argument('--num-classes', type=int, default=None,
+                   help='classes (train/infer/catseg: 150, others: 21)')
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 1],
                    help='segmentor: window batch sizes to compare')
     p.add_argument('--vfm-arch', default='dinov2_vitb14_reg')
@@ -214,6 +351,19 @@ def parse_args(argv=None):
     p.add_argument('--teacher-dtypes', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
                    help='train_step: teacher precision(s) to compare')
     p.add_argument('--regions', type=int, default=10, help='region_cls: segments of the image')
+    p.add_argument('--modes', nargs='+', default=None,
+                   help=f'train/infer/catseg: modes to interleave (default: default reference; '
+                        f'train also: {", ".join(TRAIN_MODES)})')
+    p.add_argument('--rounds', type=int, default=2, help='train/infer/catseg: interleaved rounds')
+    p.add_argument('--warmup', type=int, default=1, help='train/infer/catseg: untimed calls')
+    p.add_argument('--optimizer', default='fused', choices=['fused', 'foreach'],
+                   help="train: the default mode's AdamW (the reference keeps torch's foreach)")
+    p.add_argument('--ori', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='infer: original size the labels are produced at (default --size)')
+    p.add_argument('--catseg-size', type=int, default=384)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--_check-dir', dest='_check_dir', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--_first', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--json', default=None, help='also write the results here')
     p.add_argument('--_child', nargs=2, default=None, help=argparse.SUPPRESS)
@@ -222,6 +372,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.num_classes is None:
+        args.num_classes = 150 if args.what in SIDE_BY_SIDE else 21
+    if args.runs is None:
+        args.runs = 2 if args.what == 'train' else 5 if args.what not in SIDE_BY_SIDE else 3
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._child:
@@ -229,6 +383,8 @@ def main(argv=None):
         param = int(param) if param.isdigit() else param
         print(json.dumps(globals()[fn](args, param)))
         return
+    if args.what in SIDE_BY_SIDE:
+        return main_side(args, argv if argv is not None else sys.argv[1:])
     results = []
     for fn, param in cases(args):
         cmd = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]),

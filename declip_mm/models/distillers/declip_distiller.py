@@ -242,15 +242,24 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         dtype = torch.bfloat16 if self.teacher_dtype == 'bf16' else torch.float16
         return torch.autocast(device_type=device.type, dtype=dtype)
 
-    @torch.no_grad()
-    def teacher_targets(self, inputs: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """CLIP teacher crop embeddings (K, E) and VFM features (B, C, h, w), in fp32."""
+    def teacher_targets(self, inputs: Dict[str, Tensor], reference: bool = False
+                        ) -> Tuple[Tensor, Optional[Tensor]]:
+        """CLIP teacher crop embeddings (K, E) and VFM features (B, C, h, w), in fp32.
+
+        The teachers run under ``torch.inference_mode`` (no autograd bookkeeping at all; the outputs
+        are cloned out of it so the losses can use them); ``reference=True`` keeps the public code's
+        ``torch.no_grad`` (``declip_mm.benchmarking``). Same numbers either way.
+        """
         dev = inputs['student'].device
-        with self._teacher_context(dev):
+        with (torch.no_grad() if reference else torch.inference_mode()), \
+                self._teacher_context(dev):
             crops = self.clip_teacher.encode_image(inputs['crops'], normalize=True).float()
             vfm = self.vfm_teacher(inputs['vfm']).float() if (
                 self.vfm_teacher is not None and self.context_loss is not None) else None
-        return F.normalize(crops, dim=-1), vfm
+            crops = F.normalize(crops, dim=-1)
+        if reference:
+            return crops, vfm
+        return crops.clone(), vfm.clone() if vfm is not None else None
 
     def _vfm_valid(self, inputs: Dict[str, Tensor], hw, key: str = 'vfm') -> Optional[Tensor]:
         if key + '_valid_hw' not in inputs:
@@ -263,9 +272,12 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         xs = torch.arange(hw[1], device=vw.device)[None, None, :] < vw[:, None, None]
         return ys & xs
 
-    def loss(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
+    def loss(self, inputs: Dict[str, Tensor], data_samples=None,
+             reference: bool = False) -> Dict[str, Tensor]:
+        """The DeCLIP losses of a batch; ``reference`` runs the teachers as the public code does
+        (:meth:`teacher_targets`)."""
         out = self.student(inputs['student'])
-        crop_emb, vfm = self.teacher_targets(inputs)
+        crop_emb, vfm = self.teacher_targets(inputs, reference)
         losses = {self.content_loss.loss_name: self.content_loss(out['content'], inputs['rois'],
                                                                  crop_emb)}
         if self.context_loss is not None and self.multi_context:  # options beyond the paper
