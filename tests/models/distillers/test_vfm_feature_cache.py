@@ -282,3 +282,16 @@ def test_preprocessor_passes_img_path_only_when_asked():
     assert 'img_path' not in DeCLIPDataPreprocessor()({'inputs': [packed]})['inputs']
     out = DeCLIPDataPreprocessor(keep_img_path=True)({'inputs': [packed, packed]})['inputs']
     assert out['img_path'] == ['a/b.jpg', 'a/b.jpg']
+
+
+def test_read_only_cache_serves_hits_and_writes_nothing(tmp_path):
+    paths = images(tmp_path, 3)
+    b = batch(paths, [0, 1])
+    make(vfm_cache=dict(cache_dir=str(tmp_path / 'cache'))).teacher_targets(b)
+    m = make(vfm_cache=dict(cache_dir=str(tmp_path / 'cache'), write=False))
+    calls = count_calls(m.vfm_teacher)
+    m.teacher_targets(batch(paths, [0, 1, 2]))
+    m.teacher_targets(batch(paths, [0, 1, 2]))
+    assert calls == [1, 1]  # image 2 is never stored, 0 and 1 always hit
+    assert m.vfm_cache.stats['hit'] == 4 and m.vfm_cache.stats['written'] == 0
+    assert len(entries(tmp_path / 'cache')) == 2
