@@ -23,7 +23,7 @@ def test_registered_component_names():
         MODELS: ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
                  'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
                  'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPCATSegHead',
-                 'DeCLIPCATSegSegmentor'],
+                 'DeCLIPCATSegSegmentor', 'VFMFeatureCache'],
         DATASETS: ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset',
                    'DeCLIPPascalContext60Dataset', 'DeCLIPPascalContext59Dataset',
                    'UnlabeledImageDataset'],

@@ -3,7 +3,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                           [--tensorboard] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
-                          [--strategy ddp|fsdp]
+                          [--strategy ddp|fsdp] [--vfm-cache-dir DIR]
 
 mmseg 1.x's flags. ``--resume`` without a path continues from the latest checkpoint in the work dir
 (an interrupted run resumes to the same result). A step that leaves NaN/Inf in the weights stops the
@@ -11,6 +11,8 @@ run before anything is saved (``DeCLIPFiniteWeightsHook``, added if the config l
 CUDA the distributed backend is gloo, so ``--launcher pytorch`` also works with CPU processes.
 ``--strategy fsdp`` (or ``strategy = dict(type='DeCLIPFSDPStrategy')`` in the config) trains fully
 sharded through mmengine's FlexibleRunner, on GPUs or on CPU processes (docs/method.md §6).
+``--vfm-cache-dir DIR`` (or ``model.vfm_cache = dict(cache_dir=DIR)``) keeps the frozen VFM teachers'
+features in an fp16 disk cache, so epochs after the first skip the teachers (docs/method.md §6).
 """
 import argparse
 import logging
@@ -39,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument('--strategy', choices=['ddp', 'fsdp'], default=None,
                    help='fsdp: shard parameters, gradients and optimizer state (FlexibleRunner + '
                         'DeCLIPFSDPStrategy); default: the config (mmengine Runner, DDP)')
+    p.add_argument('--vfm-cache-dir', default=None, metavar='DIR',
+                   help='cache the VFM teacher features in DIR (fp16, about 1.9 GB per 1k images '
+                        'for DINOv2-B at 490); later epochs read them instead of running the teacher')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -79,6 +84,13 @@ def build_cfg(args) -> Config:
     if not any(str(h.get('type')).endswith('DeCLIPFiniteWeightsHook') for h in hooks):
         scope = '' if cfg.get('default_scope', 'mmseg') == 'mmseg' else 'mmseg.'  # mmdet configs
         cfg.custom_hooks = hooks + [dict(type=scope + 'DeCLIPFiniteWeightsHook')]
+    if getattr(args, 'vfm_cache_dir', None):
+        cfg.model.vfm_cache = dict(cfg.model.get('vfm_cache') or {}, cache_dir=args.vfm_cache_dir)
+    if cfg.model.get('vfm_cache'):
+        from declip_mm.models.distillers.vfm_feature_cache import vfm_pipeline_warnings
+        pipeline = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline') or []
+        for msg in vfm_pipeline_warnings(pipeline):
+            print_log(msg, logger='current', level=logging.WARNING)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

@@ -18,8 +18,17 @@ class DeCLIPDataPreprocessor(BaseDataPreprocessor):
 
     Output ``inputs``: ``student`` (B, 3, S, S), ``vfm`` (B, 3, V, V), ``crops`` (K, 3, c, c),
     ``rois`` (K, 5), ``vfm_valid_hw`` (B, 2) pixels of the image inside the VFM letterbox; extra VFM
-    teachers' ``vfm_img_<t>`` become ``vfm_<t>`` and ``vfm_<t>_valid_hw``.
+    teachers' ``vfm_img_<t>`` become ``vfm_<t>`` and ``vfm_<t>_valid_hw``; with ``keep_img_path``
+    also ``img_path`` (list of B file names: the image identity the VFM feature cache keys on).
+
+    Args:
+        keep_img_path (bool): pass ``img_path`` on (``DeCLIPDistiller(vfm_cache=...)`` turns it
+            on). Defaults to False.
     """
+
+    def __init__(self, keep_img_path: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.keep_img_path = bool(keep_img_path)
 
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         data = self.cast_data(data)
@@ -47,4 +56,9 @@ class DeCLIPDataPreprocessor(BaseDataPreprocessor):
                 boxes = s['crop_boxes'].to(batch['student'])
                 rois.append(torch.cat([boxes.new_full((boxes.shape[0], 1), float(b)), boxes], 1))
             batch['rois'] = torch.cat(rois)
+        if self.keep_img_path:
+            if 'img_path' not in inputs[0]:
+                raise KeyError('the VFM feature cache needs img_path in every sample '
+                               '(PackDeCLIPInputs packs it from the loaded image)')
+            batch['img_path'] = [str(s['img_path']) for s in inputs]
         return {'inputs': batch, 'data_samples': data.get('data_samples')}

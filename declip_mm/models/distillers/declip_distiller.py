@@ -112,6 +112,9 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
             ``head_mode='per_head'`` option splits the context by head).
         teacher_dtype (str, optional): ``'bf16'`` / ``'fp16'`` autocast for both teachers.
         data_preprocessor (dict): defaults to ``DeCLIPDataPreprocessor``.
+        vfm_cache (dict, optional): ``VFMFeatureCache`` arguments (``cache_dir`` ...): read the VFM
+            teachers' features of images seen before from an fp16 disk cache instead of running
+            the teachers (docs/method.md §6); ``None`` (default) runs them at every step.
         region_eval (dict, optional): a ``DeCLIPRegionClassifier`` config (its backbone is the
             student; ``text_encoder`` model name and weights default to the student's) to run region
             classification as validation after training epochs (``configs/_base_/region_cls_val.py``).
@@ -132,6 +135,7 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
                  vfm_combine: str = 'loss',
                  context_block_weights: Optional[Sequence[float]] = None,
                  data_preprocessor: Optional[dict] = None,
+                 vfm_cache: Optional[dict] = None,
                  region_eval: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # built from mmseg's registry, so the model also builds outside a Runner / default scope
@@ -165,6 +169,12 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
             raise ValueError(f"teacher_dtype must be None, 'bf16' or 'fp16', got {teacher_dtype!r}")
         self.teacher_dtype = teacher_dtype
         self._setup_multi_context(extra_vfm, vfm_weights, vfm_combine, context_block_weights)
+        self.vfm_cache = None
+        if vfm_cache is not None:
+            if self.vfm_teacher is None:
+                raise ValueError('vfm_cache caches VFM teacher features; it needs a vfm_teacher')
+            self.vfm_cache = MODELS.build(dict(dict(type='VFMFeatureCache'), **vfm_cache))
+            self.data_preprocessor.keep_img_path = True  # the cache keys on the image file
         self.frozen_student_params = apply_declip_trainable_set(self.student)
         # OpenAI towers fuse q/k/v in one in_proj: the rows of the projection the mode does not use
         # (K in qq, Q in kk) must stay frozen although the tensor is trained (the optimizer
@@ -254,12 +264,25 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         with (torch.no_grad() if reference else torch.inference_mode()), \
                 self._teacher_context(dev):
             crops = self.clip_teacher.encode_image(inputs['crops'], normalize=True).float()
-            vfm = self.vfm_teacher(inputs['vfm']).float() if (
+            vfm = self._vfm_features(self.vfm_teacher, inputs, 'vfm') if (
                 self.vfm_teacher is not None and self.context_loss is not None) else None
             crops = F.normalize(crops, dim=-1)
         if reference:
             return crops, vfm
         return crops.clone(), vfm.clone() if vfm is not None else None
+
+    def _vfm_features(self, teacher, inputs: Dict[str, Tensor], key: str) -> Tensor:
+        """One teacher's (B, C, h, w) fp32 features of ``inputs[key]``, through the cache if set
+        (called inside the teacher autocast context)."""
+        if self.vfm_cache is None:
+            return teacher(inputs[key]).float()
+        if 'img_path' not in inputs:
+            raise KeyError("vfm_cache needs inputs['img_path'] (DeCLIPDataPreprocessor with "
+                           'keep_img_path=True and PackDeCLIPInputs)')
+        return self.vfm_cache.features(teacher, inputs[key], inputs['img_path'],
+                                       inputs.get(key + '_valid_hw'),
+                                       run=lambda x: teacher(x).float(),
+                                       autocast=self.teacher_dtype)
 
     def _vfm_valid(self, inputs: Dict[str, Tensor], hw, key: str = 'vfm') -> Optional[Tensor]:
         if key + '_valid_hw' not in inputs:

@@ -87,7 +87,7 @@ class MultiContextMixin:
                 raise KeyError(f'teacher {t + 1} ({teacher.arch}) reads inputs[{key!r}]: add a '
                                f"DeCLIPLetterbox with key='vfm_img_{t}' to the train pipeline")
             with self._teacher_context(inputs['student'].device):
-                out.append(teacher(inputs[key]).float())
+                out.append(self._vfm_features(teacher, inputs, key))
         return out
 
     def _block_contexts(self, out: Dict[str, Tensor], keys: Sequence[str]) -> List[List[Tensor]]:
