@@ -222,7 +222,8 @@ def case_side(args, mode: str) -> dict:
     """One process of the side-by-side comparison: build, warm up, time, peak memory; in the first
     round also FLOPs (counted once) and what the modes must agree on (saved to ``--_check-dir``)."""
     import declip_mm  # noqa: F401
-    from declip_mm.benchmarking import count_flops, peak_memory_mib, reset_peak, time_runs
+    from declip_mm.benchmarking import (count_flops, peak_memory_mib, peak_tensor_bytes, reset_peak,
+                                       tensor_bytes, time_runs)
     device = torch.device(args.device)
     case = _side_case(args, mode).to(device)
     run_mode = 'reference' if mode == 'reference' else 'default'
@@ -239,8 +240,10 @@ def case_side(args, mode: str) -> dict:
     res = dict(case=args.what, mode=mode, model=args.model_name, median_s=statistics.median(times),
                runs_s=times, peak_mib=peak_memory_mib(device), device=str(device),
                threads=torch.get_num_threads(), check=check)
-    if args._first:
+    if args._first:  # once: FLOPs, and the tensor memory (held + peak during a call)
         res['flops'] = count_flops(case.runner(run_mode))
+        held = tensor_bytes(*case.held_tensors(run_mode))
+        res['tensor_peak_mib'] = (held + peak_tensor_bytes(case.runner(run_mode))) / 2 ** 20
     return res
 
 
@@ -298,19 +301,23 @@ def main_side(args, argv) -> list:
         rs = [r for r in results if r['mode'] == mode]
         flops = next(r['flops'] for r in rs if r['_first'])
         med = statistics.median(t for r in rs for t in r['runs_s'])
-        summary[mode] = dict(median_s=med, peak_mib=max(r['peak_mib'] for r in rs), flops=flops)
+        tensor = next(r['tensor_peak_mib'] for r in rs if r['_first'])
+        summary[mode] = dict(median_s=med, peak_mib=max(r['peak_mib'] for r in rs), flops=flops,
+                             tensor_peak_mib=tensor)
     ref = summary['reference']
     mem = 'peak allocated' if device.type == 'cuda' else 'peak RSS'
     print(f'\nmatmul rate (fp32, after warm-up): {rate / 1e9:.0f} GFLOP/s at the start, '
           f'{rate_end / 1e9:.0f} at the end; {args.rounds} interleaved rounds of {args.runs} runs '
           f'after {args.warmup} warm-up, {torch.get_num_threads()} threads, {device}\n')
-    print(f'| case | mode | median | {mem} | GFLOP | GFLOP/s | of matmul rate | speed-up vs reference '
-          f'| memory vs reference |\n|---|---|---|---|---|---|---|---|---|')
+    print(f'| case | mode | median | speed-up vs reference | {mem} | vs reference | peak tensor memory '
+          f'| vs reference | GFLOP | GFLOP/s | of matmul rate |\n' + '|---' * 11 + '|')
     for mode, s in summary.items():
         fps = s['flops'] / s['median_s']
-        print(f"| {args.what} | {mode} | {s['median_s']:.2f} s | {s['peak_mib']:.0f} MiB | "
-              f"{s['flops'] / 1e9:.0f} | {fps / 1e9:.0f} | {fps / rate:.0%} | "
-              f"{ref['median_s'] / s['median_s']:.2f}x | {s['peak_mib'] / ref['peak_mib']:.0%} |")
+        print(f"| {args.what} | {mode} | {s['median_s']:.2f} s | "
+              f"{ref['median_s'] / s['median_s']:.2f}x | {s['peak_mib']:.0f} MiB | "
+              f"{s['peak_mib'] / ref['peak_mib']:.0%} | {s['tensor_peak_mib']:.0f} MiB | "
+              f"{s['tensor_peak_mib'] / ref['tensor_peak_mib']:.0%} | {s['flops'] / 1e9:.0f} | "
+              f"{fps / 1e9:.0f} | {fps / rate:.0%} |")
     print('\nagreement with the reference mode:', json.dumps(agreement))
     report = dict(case=args.what, matmul_rate_flops=[rate, rate_end], summary=summary,
                   agreement=agreement, runs=results)

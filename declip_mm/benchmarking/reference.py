@@ -117,8 +117,10 @@ def reference_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = 
 
 def reference_train_losses(distiller, inputs: dict) -> dict:
     """``DeCLIPDistiller.loss`` in reference mode: the same losses, every attention explicit, the
-    teachers under ``torch.no_grad`` as in the public training loop."""
-    with explicit_attention():
+    teachers under ``torch.no_grad`` after the student as in the public training loop, the student's
+    MLPs keeping timm's activations (no ``lean_mlp``)."""
+    from ..models.layers.lean_mlp import plain_mlps
+    with explicit_attention(), plain_mlps(distiller.student):
         return distiller.loss(inputs, reference=True)
 
 

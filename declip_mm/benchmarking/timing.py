@@ -14,7 +14,8 @@ from typing import Callable, List, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
-__all__ = ['sync', 'reset_peak', 'peak_memory_mib', 'time_runs', 'count_flops', 'matmul_rate']
+__all__ = ['sync', 'reset_peak', 'peak_memory_mib', 'time_runs', 'count_flops', 'matmul_rate',
+           'tensor_bytes', 'peak_tensor_bytes']
 
 _aten = torch.ops.aten
 
@@ -92,3 +93,57 @@ def matmul_rate(device: torch.device, n: int = 2048, runs: int = 7,
     b = torch.randn(n, n, device=device)
     times = time_runs(lambda: a @ b, runs, warmup, device)
     return 2 * n ** 3 / statistics.median(times), times
+
+
+def tensor_bytes(*objs) -> int:
+    """Bytes of the distinct tensor storages held by modules (parameters, their gradients, buffers),
+    optimizers (their state) and dicts / lists of tensors."""
+    seen, total = set(), 0
+
+    def add(t) -> None:
+        nonlocal total
+        if isinstance(t, torch.Tensor) and t.numel():
+            st = t.untyped_storage()
+            if st.data_ptr() not in seen:
+                seen.add(st.data_ptr())
+                total += st.nbytes()
+
+    def walk(o) -> None:
+        if isinstance(o, torch.Tensor):
+            add(o)
+        elif isinstance(o, torch.nn.Module):
+            for p in o.parameters():
+                add(p)
+                add(p.grad)
+            for b in o.buffers():
+                add(b)
+        elif isinstance(o, torch.optim.Optimizer):
+            for state in o.state.values():
+                walk(state)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+
+    for o in objs:
+        walk(o)
+    return total
+
+
+def peak_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Peak of the tensor memory allocated during one call of ``fn`` above what was allocated before
+    it (the CPU counterpart of ``torch.cuda.max_memory_allocated`` after a reset): the running sum of
+    the allocations and frees that the PyTorch profiler records, in time order. Unlike the resident
+    set size it does not depend on how the C allocator keeps freed memory."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == '[memory]' and e.device_type() == torch.autograd.DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak

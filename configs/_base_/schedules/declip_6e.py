@@ -2,7 +2,9 @@
 # linear warm-up for 1000 iterations, then cosine to 0 at the end of epoch 6.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1),
+    # fused=True: torch's single-kernel AdamW (same update up to float rounding, no per-step
+    # temporaries; tools/benchmark.py train)
+    optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, fused=True),
     # only trainable parameters; no decay on 1-D ones (norms, biases, q/v biases, gammas)
     constructor='DeCLIPOptimWrapperConstructor',
 )

