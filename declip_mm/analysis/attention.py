@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..models.layers import DECOUPLED_MODES, apply_rope_interleaved, decoupled_attention_weights
+from ..models.layers import DECOUPLED_MODES, decoupled_attention_weights
 
 __all__ = ['AttentionTrace', 'block_qkv', 'block_attention', 'attention_trace']
 
@@ -59,19 +59,8 @@ def _split(t: Tensor, heads: int) -> Tensor:
 
 
 def block_qkv(ops, blk, x: Tensor, rope: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """q, k, v (B, H, N, d) of a block as its attention uses them (EVA: q/k norms and RoPE on the
-    patch rows, as timm's ``EvaAttention``)."""
-    q, k, v = (_split(t, ops.num_heads) for t in ops.qkv(blk, ops.ln1(blk, x)))
-    attn = getattr(blk, 'attn', None)
-    if hasattr(attn, 'q_norm'):
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    if rope is not None:
-        if getattr(attn, 'rotate_half', False):
-            raise NotImplementedError('half-rotation RoPE towers are not supported by the analysis')
-        npt = ops.num_prefix_tokens
-        q = torch.cat([q[:, :, :npt], apply_rope_interleaved(q[:, :, npt:], rope.to(q.dtype))], 2)
-        k = torch.cat([k[:, :, :npt], apply_rope_interleaved(k[:, :, npt:], rope.to(k.dtype))], 2)
-    return q, k, v
+    """q, k, v (B, H, N, d) of a block as its attention uses them (``ops.attention_qkv``)."""
+    return ops.attention_qkv(blk, x, rope)
 
 
 def block_attention(ops, blk, x: Tensor, rope: Optional[Tensor]) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import eva_rope_sincos, resize_pos_embed
+from ..layers import apply_rope_interleaved, eva_rope_sincos, resize_pos_embed
 
 __all__ = ['OPENAI_CLIP_NAMES', 'resolve_clip_config', 'is_eva_config', 'EvaVisionTower',
            'build_vision_tower', 'build_text_tower', 'default_quick_gelu', 'tower_ops']
@@ -162,6 +162,39 @@ class _TowerOps(ABC):
     @abstractmethod
     def head(self, x: Tensor) -> Tensor:
         """Final norm and projection, applied per token: (B, T, D) -> (B, T, E)."""
+
+    def attention_qkv(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
+        """q, k, v (B, H, N, d) of block ``blk`` on tokens ``x`` as its attention uses them (EVA: the
+        q / k norms and RoPE on the patch rows, as timm's ``EvaAttention``)."""
+        b, n, _ = x.shape
+        q, k, v = (t.view(b, n, self.num_heads, -1).transpose(1, 2)
+                   for t in self.qkv(blk, self.ln1(blk, x)))
+        attn = getattr(blk, 'attn', None)
+        if hasattr(attn, 'q_norm'):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        if rope is not None:
+            if getattr(attn, 'rotate_half', False):
+                raise NotImplementedError('half-rotation RoPE towers are not supported')
+            npt = self.num_prefix_tokens
+            q = torch.cat([q[:, :, :npt], apply_rope_interleaved(q[:, :, npt:], rope.to(q.dtype))], 2)
+            k = torch.cat([k[:, :, :npt], apply_rope_interleaved(k[:, :, npt:], rope.to(k.dtype))], 2)
+        return q, k, v
+
+    def attention_scale(self, blk: nn.Module) -> float:
+        """The factor of the block's dot products (timm's ``attn.scale``; 1/sqrt(d) otherwise)."""
+        return float(getattr(blk.attn, 'scale', self.head_dim ** -0.5))
+
+    def run_block_cls(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]) -> Tensor:
+        """The block's output for the first (CLS) token only, (B, 1, D): every token is a key and a
+        value, only the CLS row is a query and goes through the FFN. Equal to
+        ``run_block(blk, x, rope)[:, :1]`` up to float rounding (eval mode: no dropout) at 1/N of
+        the attention-output and FFN cost."""
+        q, k, v = self.attention_qkv(blk, x, rope)
+        o = torch.nn.functional.scaled_dot_product_attention(q[:, :, :1], k, v,
+                                                             scale=self.attention_scale(blk))
+        o = o.transpose(1, 2).reshape(x.shape[0], 1, -1)
+        return self.ffn(blk, x[:, :1] + self.attn_out(blk, o))
 
 
 class OpenAIViTOps(_TowerOps):

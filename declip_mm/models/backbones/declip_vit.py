@@ -449,8 +449,12 @@ class DeCLIPVisionTransformer(BaseModule):
         tokens, hw = self.ops.embed(x)
         rope = self.ops.rope(hw, tokens)
         tokens, _ = self._run_blocks(tokens, rope, hw, collect=False)
-        tokens = self.ops.run_block(self.ops.blocks()[-1], tokens, rope)
-        emb = self.ops.head(tokens[:, :1])[:, 0]
+        last = self.ops.blocks()[-1]
+        if self.training and torch.is_grad_enabled():  # dropout / drop-path: the block as it is
+            tokens = self.ops.run_block(last, tokens, rope)[:, :1]
+        else:  # only the CLS row is pooled: the other rows of the last block are not computed
+            tokens = self.ops.run_block_cls(last, tokens, rope)
+        emb = self.ops.head(tokens)[:, 0]
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
     def extra_repr(self) -> str:

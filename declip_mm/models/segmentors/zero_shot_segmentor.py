@@ -244,7 +244,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
                                                          pad[0]:pad[0] + wc]
                 if i == 0:
                     count[:, :, y1:y2, x1:x2] += 1
-        return preds / count
+        return preds.div_(count)  # in place: a second (B, names, H, W) tensor is not needed
 
     def whole_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
         return self._window_logits(inputs)

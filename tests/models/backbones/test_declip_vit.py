@@ -73,6 +73,27 @@ def test_encode_image_equals_open_clip_and_timm(tiny_cfg, family):
         assert torch.allclose(bb.encode_image(x, normalize=True).norm(dim=-1), torch.ones(2))
 
 
+@pytest.mark.parametrize('size', [(32, 32), (48, 64)])
+def test_cls_only_last_block_equals_full_block_float64(tiny_cfg, size):
+    """encode_image computes only the CLS row of the last block; in float64 it equals the full
+    block's CLS row, in train mode (with gradients) the full block runs."""
+    bb = DeCLIPVisionTransformer(tiny_cfg).double().eval()
+    x = torch.randn(3, 3, *size, dtype=torch.float64)
+    ops = bb.ops
+    with torch.no_grad():
+        tokens, hw = ops.embed(x)
+        rope = ops.rope(hw, tokens)
+        tokens, _ = bb._run_blocks(tokens, rope, hw, collect=False)
+        full = ops.run_block(ops.blocks()[-1], tokens, rope)[:, :1]
+        cls = ops.run_block_cls(ops.blocks()[-1], tokens, rope)
+        assert torch.allclose(cls, full, rtol=0, atol=1e-12)
+        assert not torch.allclose(cls, tokens[:, :1])  # the block did something
+        ref = bb.ops.head(full)[:, 0]
+        assert torch.allclose(bb.encode_image(x), ref, rtol=0, atol=1e-12)
+    bb.train()
+    assert torch.allclose(bb.encode_image(x), ref, rtol=0, atol=1e-12)
+
+
 def test_vanilla_content_cls_row_is_encode_image(make_backbone):
     """In vanilla mode the decoupled block is the normal block: its CLS row is encode_image."""
     bb = make_backbone(attn_mode='vanilla')
