@@ -15,15 +15,19 @@ the kernel's fused multiply-add. On this build (torch 2.14, x86) that reproduces
 rounds differently (some tiny outputs) values agree to ~1e-7 relative, so labels could only differ
 where two classes' probabilities (or the top probability and ``prob_thd``) tie to that rounding.
 
-Speed. Every strip costs about a dozen tensor operations whatever its height, and the width step
-re-reads two source rows per strip; one-row strips of a wide image (the former default of 2**20
-floats gives one row at 150 names x 8000 px) therefore paid that overhead 6000 times, and with two
-threads on a busy machine each small parallel operation also waits for the other thread, which made
-an 8000x6000 image take ~40 min. The strip height now comes from a byte budget (default 256 MiB,
-~18 rows at 150 names x 8000 px), the height step runs in place (one float64 buffer, no extra
-copies) and ``max(0)`` gives labels and top probabilities in one pass. Every step keeps the former
-arithmetic (same operations on the same float32 / float64 values), so the labels are bit-identical
-to the former code's (tests compare them on several shapes, class counts and thresholds).
+Speed. Every strip costs about a dozen tensor operations whatever its height. The former code
+also allocated every intermediate afresh (seven full-size tensors per strip, three in float64) and
+read the probabilities twice (``argmax`` and ``amax``); and with two threads
+on a busy machine each parallel operation waits milliseconds for the other thread, so its one-row
+strips of a wide image (2**20 floats is one row at 150 names x 8000 px: 6000 strips) took ~40 min
+for an 8000x6000 image. Now the buffers are allocated once per image and every step writes into
+them (``out=`` / in place; all operands of an operation share a dtype, since a mixed-dtype operation
+would allocate a converted copy), ``max(0)`` gives the labels and top probabilities in one pass, and the
+strip height comes from a byte budget: 32 MiB of buffers on one thread (cache-sized strips are the
+fastest there), 384 MiB on several threads (fewer operations to wait for). Every step keeps the
+former arithmetic (the same operations on the same float32 / float64 values), so the labels are
+bit-identical to the former code's (tests compare them on several shapes, class counts and
+thresholds, and the resized logits bit for bit).
 """
 from __future__ import annotations
 
@@ -38,15 +42,15 @@ __all__ = ['bilinear_rows', 'labels_in_strips', 'strip_rows', 'STRIP_BYTES',
            'STRIP_BYTES_THREADS', 'BYTES_PER_STRIP_ELEM']
 
 #: default bytes of the strip buffers with one thread: small enough to stay in the caches (the
-#: fastest on one thread: 1.8x the former speed at 150 names x 8000 px, where taller strips were
-#: only 1.05-1.1x)
-STRIP_BYTES = 24 << 20
+#: fastest on one thread; measured 2.2x the former speed at 150 names x 2000 px, 1.7x at 8000 px,
+#: where strips of 100+ MB gain only 1.1x)
+STRIP_BYTES = 32 << 20
 #: default with several threads: each parallel operation has a fixed cost (the threads meet at its
 #: end, which takes milliseconds when another process holds a core), so fewer, taller strips
-STRIP_BYTES_THREADS = 256 << 20
-#: bytes per (name, row, column) element of a strip: a float64 buffer (height step) and two
+STRIP_BYTES_THREADS = 384 << 20
+#: bytes per (name, row, column) element of a strip: two float64 buffers (height step) and two
 #: float32 buffers (second-row products / logits, probabilities), allocated once per image
-BYTES_PER_STRIP_ELEM = 16
+BYTES_PER_STRIP_ELEM = 24
 
 
 def _source_rows(in_size: int, out_size: int, align_corners: bool, device: torch.device
@@ -79,8 +83,9 @@ def _view(flat: Tensor, shape: Tuple[int, ...]) -> Tensor:
 
 def _bilinear_rows_into(x: Tensor, out_hw: Tuple[int, int], rows: Tuple[int, int],
                         align_corners: bool, row_table, buf64: Tensor, out: Tensor) -> Tensor:
-    """:func:`bilinear_rows` written into ``out`` (flat, x.dtype) with ``buf64`` (flat, float64)
-    as the height step's scratch; returns the (C, rows, W) view of ``out``."""
+    """:func:`bilinear_rows` written into ``out`` (flat, x.dtype) with ``buf64`` (flat, float64,
+    twice the size of ``out``) as the height step's scratch; returns the (C, rows, W) view of
+    ``out``."""
     h = x.shape[-2]
     y0, y1 = rows
     i0, i1, w0, w1 = (t[y0:y1] for t in row_table)
@@ -93,15 +98,17 @@ def _bilinear_rows_into(x: Tensor, out_hw: Tuple[int, int], rows: Tuple[int, int
     if h == out_hw[0]:
         return torch.index_select(t, 1, i0 - s0, out=res)
     # the kernel's fused multiply-add fma(t0, w0, t1 * w1), one rounding: the float64 sum of a
-    # product of two floats (exact in float64) and a float, rounded once to float32. In place on
-    # the buffers, with the same float64 operations as t0.double() * w0 + (t1 * w1).double()
-    acc = torch.index_select(t.double(), 1, i0 - s0, out=_view(buf64, shape))
+    # product of two floats (exact in float64) and a float, rounded once to float32; the same
+    # float64 operations as t0.double() * w0 + (t1 * w1).double(), on preallocated buffers (every
+    # operand already float64: a mixed-dtype operation would allocate a float64 copy of its input)
+    n = math.prod(shape)
+    first, acc = buf64[:n].view(shape), buf64[n:2 * n].view(shape)
+    torch.index_select(t.double(), 1, i0 - s0, out=first)   # t0 (exact in float64)
     second = torch.index_select(t, 1, i1 - s0, out=res)
-    second.mul_(w1.to(t.dtype).view(1, -1, 1))  # the float32 product t1 * w1
-    # second + acc * w0 in float64: the product is exact, the float32 ``second`` is promoted
-    # exactly, one float64 rounding of the sum (as acc * w0 + second.double())
-    torch.addcmul(second, acc, w0.to(t.dtype).double().view(1, -1, 1), out=acc)
-    return res.copy_(acc)                       # rounded once to float32, as .to(float32)
+    second.mul_(w1.to(t.dtype).view(1, -1, 1))              # the float32 product t1 * w1
+    acc.copy_(second)                                        # exact
+    acc.addcmul_(first, w0.to(t.dtype).double().view(1, -1, 1))  # + t0 * w0 (exact), one rounding
+    return res.copy_(acc)                                    # rounded once to float32
 
 
 def bilinear_rows(x: Tensor, out_hw: Tuple[int, int], rows: Tuple[int, int],
@@ -122,7 +129,7 @@ def bilinear_rows(x: Tensor, out_hw: Tuple[int, int], rows: Tuple[int, int],
         row_table = _source_rows(x.shape[-2], out_hw[0], align_corners, x.device)
     n = x.shape[0] * (rows[1] - rows[0]) * out_hw[1]
     return _bilinear_rows_into(x, out_hw, rows, align_corners, row_table,
-                               x.new_empty(n, dtype=torch.float64), x.new_empty(n))
+                               x.new_empty(2 * n, dtype=torch.float64), x.new_empty(n))
 
 
 def strip_rows(num_names: int, width: int, max_bytes: Optional[int] = None,
@@ -157,7 +164,7 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
         max_elems (int, optional): floats of one (num_names, rows, W) strip; sets the strip height
             if given (overrides ``max_bytes``).
         max_bytes (int, optional): bytes of the strip buffers, which sets the strip height
-            (:func:`strip_rows`). Defaults to None: 24 MiB on one thread, 256 MiB on several.
+            (:func:`strip_rows`). Defaults to None: 32 MiB on one thread, 384 MiB on several.
 
     Returns:
         Tensor: (1, H, W) int64 labels.
@@ -169,7 +176,7 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
     strips = [(y, min(y + step, H)) for y in range(0, H, step)]
     # three buffers for all strips: no allocation (and no page faults) per strip
     size = n * step * W
-    buf64 = name_logits.new_empty(size, dtype=torch.float64)
+    buf64 = name_logits.new_empty(2 * size, dtype=torch.float64)
     logits, probs_buf = name_logits.new_empty(size), name_logits.new_empty(size)
     top = name_logits.new_empty(step * W)
     synonyms = name_to_class is not None and n != num_classes
