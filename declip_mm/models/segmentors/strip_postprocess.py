@@ -24,7 +24,7 @@ for an 8000x6000 image. Now the buffers are allocated once per image and every s
 them (``out=`` / in place; all operands of an operation share a dtype, since a mixed-dtype operation
 would allocate a converted copy), ``max(0)`` gives the labels and top probabilities in one pass, and the
 strip height comes from a byte budget: 32 MiB of buffers on one thread (cache-sized strips are the
-fastest there), 384 MiB on several threads (fewer operations to wait for). Every step keeps the
+fastest there), 128 MiB on several threads (fewer operations to wait for). Every step keeps the
 former arithmetic (the same operations on the same float32 / float64 values), so the labels are
 bit-identical to the former code's (tests compare them on several shapes, class counts and
 thresholds, and the resized logits bit for bit).
@@ -46,8 +46,10 @@ __all__ = ['bilinear_rows', 'labels_in_strips', 'strip_rows', 'STRIP_BYTES',
 #: where strips of 100+ MB gain only 1.1x)
 STRIP_BYTES = 32 << 20
 #: default with several threads: each parallel operation has a fixed cost (the threads meet at its
-#: end, which takes milliseconds when another process holds a core), so fewer, taller strips
-STRIP_BYTES_THREADS = 384 << 20
+#: end, which takes milliseconds when another process holds a core), so fewer, taller strips. A
+#: compromise: on an idle machine (2 threads) 32 MiB is 1.8-2x the former speed, 128 MiB 1.45x,
+#: 384 MiB 1.15-1.25x; on a busy one the taller strips win (384 MiB: 4-7x)
+STRIP_BYTES_THREADS = 128 << 20
 #: bytes per (name, row, column) element of a strip: two float64 buffers (height step) and two
 #: float32 buffers (second-row products / logits, probabilities), allocated once per image
 BYTES_PER_STRIP_ELEM = 24
@@ -164,7 +166,7 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
         max_elems (int, optional): floats of one (num_names, rows, W) strip; sets the strip height
             if given (overrides ``max_bytes``).
         max_bytes (int, optional): bytes of the strip buffers, which sets the strip height
-            (:func:`strip_rows`). Defaults to None: 32 MiB on one thread, 384 MiB on several.
+            (:func:`strip_rows`). Defaults to None: 32 MiB on one thread, 128 MiB on several.
 
     Returns:
         Tensor: (1, H, W) int64 labels.

@@ -81,7 +81,7 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             computed in row strips so that memory grows with the pixels alone; ``tools/test.py
             --out`` and the TTA wrapper turn it on), ``postprocess_max_bytes`` (buffers of the
             post-processing strips, which sets their height; default None: 32 MiB on one thread,
-            384 MiB on several, see ``strip_postprocess``), ``postprocess_max_elems`` (floats of
+            128 MiB on several, see ``strip_postprocess``), ``postprocess_max_elems`` (floats of
             one strip instead; overrides the bytes if set).
         data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
         embedding_cache_dir (str, optional): folder keeping the class-name embeddings on disk per
