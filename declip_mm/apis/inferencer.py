@@ -209,15 +209,15 @@ class DeCLIPInferencer:
     # inputs ------------------------------------------------------------------------------------
     @staticmethod
     def _load(img: ImageInput, index: int):
-        """-> (RGB uint8 array, name). Paths are decoded as mmcv's LoadImageFromFile does."""
+        """-> (RGB uint8 array, name). Paths are decoded as mmcv's LoadImageFromFile does; a
+        truncated JPEG / PNG is named in a warning (``declip_mm.datasets.image_check``)."""
         if isinstance(img, (str, Path)):
-            import mmcv
+            from ..datasets.image_check import decode_image_bytes
             path = os.fspath(img)
             if not osp.isfile(path):
                 raise FileNotFoundError(f'image not found: {path}')
-            bgr = mmcv.imread(path, channel_order='bgr')
-            if bgr is None:
-                raise ValueError(f'cannot decode image {path}')
+            with open(path, 'rb') as f:
+                bgr = decode_image_bytes(f.read(), path, channel_order='bgr')
             return np.ascontiguousarray(bgr[..., ::-1]), osp.splitext(osp.basename(path))[0]
         if isinstance(img, Image.Image):
             return np.asarray(img.convert('RGB')), f'image_{index}'

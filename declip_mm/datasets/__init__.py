@@ -1,5 +1,7 @@
 from .benchmarks import (COCO_THING_CLASSES, DeCLIPCOCOObjectDataset, DeCLIPPascalContext59Dataset,
                          DeCLIPPascalContext60Dataset, DeCLIPPascalVOC20Dataset)
+from .image_check import truncation_reason
+from .loading import DeCLIPLoadImage
 from .coco_panoptic_regions import COCOPanopticRegionDataset
 from .class_names import check_class_names, load_class_names
 from .transforms import (GRID_LAYOUTS, DeCLIPGridCrops, DeCLIPLetterbox, LoadImageOrSkip,
@@ -11,4 +13,5 @@ __all__ = ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset', 'DeCLIPPascalC
            'DeCLIPPascalContext59Dataset', 'COCO_THING_CLASSES', 'load_class_names',
            'check_class_names', 'GRID_LAYOUTS', 'DeCLIPGridCrops', 'DeCLIPLetterbox',
            'LoadImageOrSkip', 'PackDeCLIPInputs', 'COCOPanopticRegionDataset',
-           'LoadPanopticRegions', 'PackRegionInputs', 'UnlabeledImageDataset', 'iter_coco_image_files']
+           'LoadPanopticRegions', 'PackRegionInputs', 'UnlabeledImageDataset', 'iter_coco_image_files',
+           'DeCLIPLoadImage', 'truncation_reason']

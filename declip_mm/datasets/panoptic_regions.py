@@ -23,6 +23,7 @@ The protocol is the one of the official DeCLIP / CLIPSelf evaluator (``src/train
 """
 from __future__ import annotations
 
+import io
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from mmengine.structures import BaseDataElement
 from PIL import Image
 
 from ..registry import TRANSFORMS
+from .image_check import checked_bytes
 from .transforms import CLIP_MEAN, CLIP_STD, _normalize, letterbox
 
 __all__ = ['LoadPanopticRegions', 'PackRegionInputs', 'rgb_to_id', 'mask_box', 'thing_crop_box',
@@ -115,7 +117,9 @@ class LoadPanopticRegions(BaseTransform):
     def _read(path: str, what: str, mode: str) -> np.ndarray:
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} {path} not found')
-        with Image.open(path) as im:
+        with open(path, 'rb') as f:
+            data, _ = checked_bytes(f.read(), path)  # a truncated JPEG: warned, decoded partly grey
+        with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert(mode))
 
     def region_of(self, seg: dict, ids: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...],

@@ -4,8 +4,9 @@ Images are RGB uint8 (H, W, 3) throughout; padding is done in pixel space with 0
 normalisation, as the official torchvision pipelines (``ResizeLongest`` / ``ResizeMaxSize`` with
 ``fill=0``, then ``Normalize``).
 
-* :class:`LoadImageOrSkip`: read an image; a corrupt or unreadable file gives a warning and ``None``
-  (mmengine's dataset then draws another image) instead of a crash.
+* :class:`LoadImageOrSkip`: read an image; a corrupt, unreadable or truncated file (a JPEG / PNG that
+  ends early, :mod:`.image_check`) gives a warning naming it and ``None`` (mmengine's dataset then
+  draws another image) instead of a crash or a partly grey training image.
 * :class:`DeCLIPGridCrops`: a random grid layout (M rows, N cols) among the 24 pairs with M = 1..6 and
   ceil(M/2) <= N <= min(2M, 6); the cells tile the original image; shuffled, at most 20 kept. Teacher
   crops are cut from the full-resolution image, longest side resized (bicubic) to ``crop_size``,
@@ -18,6 +19,7 @@ normalisation, as the official torchvision pipelines (``ResizeLongest`` / ``Resi
 """
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from typing import List, Optional, Sequence, Tuple
@@ -28,6 +30,7 @@ from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from ..registry import TRANSFORMS
+from .image_check import truncation_reason, warn_truncated
 
 __all__ = ['GRID_LAYOUTS', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'LoadImageOrSkip', 'DeCLIPGridCrops', 'DeCLIPLetterbox', 'PackDeCLIPInputs',
@@ -81,12 +84,22 @@ def grid_cells(h: int, w: int, rows: int, cols: int) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class LoadImageOrSkip(BaseTransform):
-    """Load ``results['img_path']`` as RGB uint8; return ``None`` (skip) on a bad file."""
+    """Load ``results['img_path']`` as RGB uint8; return ``None`` (skip) on a bad file.
+
+    A truncated JPEG / PNG is skipped too, whatever Pillow's ``LOAD_TRUNCATED_IMAGES`` says, with one
+    warning per file: ``"<path>: JPEG is truncated (no end-of-image marker); image skipped"``.
+    """
 
     def transform(self, results: dict) -> Optional[dict]:
         path = results['img_path']
         try:
-            with Image.open(path) as im:
+            with open(path, 'rb') as f:
+                data = f.read()
+            reason = truncation_reason(data)
+            if reason is not None:
+                warn_truncated(str(path), f'{reason}; image skipped')
+                return None
+            with Image.open(io.BytesIO(data)) as im:
                 img = np.asarray(im.convert('RGB'))
             if img.ndim != 3 or img.shape[0] < 2 or img.shape[1] < 2:
                 raise ValueError(f'unusable image shape {img.shape}')

@@ -2,7 +2,7 @@
 # segmentor then resizes to 640x640 and runs four 384 windows plus a global view.
 _base_ = './tf_cityscapes.py'
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='DeCLIPLoadImage'),
     dict(type='Resize', scale=(2560, 640), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),

@@ -3,7 +3,7 @@
 # batch 4. Validation: COCO-Stuff val with the CAT-Seg test resize.
 _base_ = './catseg_coco_stuff164k.py'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='DeCLIPLoadImage'),
     dict(type='LoadAnnotations'),
     dict(type='Resize', scale=(1333, 384), keep_ratio=True),
     dict(type='RandomCrop', crop_size=(384, 384), cat_max_ratio=1.0),

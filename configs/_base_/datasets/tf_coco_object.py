@@ -3,7 +3,7 @@
 _base_ = './tf_common.py'
 data_root = 'data/coco_stuff164k'
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='DeCLIPLoadImage'),
     dict(type='Resize', scale=(2048, 448), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),

@@ -3,7 +3,7 @@
 _base_ = './tf_common.py'
 data_root = 'data/VOCdevkit/VOC2010'
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='DeCLIPLoadImage'),
     dict(type='Resize', scale=(4096, 448), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),

@@ -79,8 +79,10 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             ``batch_size`` (windows per backbone call, default 16), ``keep_seg_logits`` (also return
             the (num_classes, H, W) probabilities as ``seg_logits``; default False: only the labels,
             computed in row strips so that memory grows with the pixels alone; ``tools/test.py
-            --out`` and the TTA wrapper turn it on), ``postprocess_max_elems`` (floats of one
-            post-processing strip, default 2**20).
+            --out`` and the TTA wrapper turn it on), ``postprocess_max_bytes`` (buffers of the
+            post-processing strips, which sets their height; default None: 32 MiB on one thread,
+            128 MiB on several, see ``strip_postprocess``), ``postprocess_max_elems`` (floats of
+            one strip instead; overrides the bytes if set).
         data_preprocessor (dict): mmseg ``SegDataPreProcessor`` config (CLIP mean/std, BGR->RGB).
         embedding_cache_dir (str, optional): folder keeping the class-name embeddings on disk per
             (model, text weights file, templates, names); never for random text weights. Defaults
@@ -132,9 +134,14 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         if self.batch_size < 1:
             raise ValueError('test_cfg.batch_size must be >= 1')
         self.keep_seg_logits = bool(test_cfg.get('keep_seg_logits', False))
-        self.postprocess_max_elems = int(test_cfg.get('postprocess_max_elems', 1 << 20))
-        if self.postprocess_max_elems < 1:
+        max_elems = test_cfg.get('postprocess_max_elems')
+        self.postprocess_max_elems = None if max_elems is None else int(max_elems)
+        max_bytes = test_cfg.get('postprocess_max_bytes')
+        self.postprocess_max_bytes = None if max_bytes is None else int(max_bytes)
+        if self.postprocess_max_elems is not None and self.postprocess_max_elems < 1:
             raise ValueError('test_cfg.postprocess_max_elems must be >= 1')
+        if self.postprocess_max_bytes is not None and self.postprocess_max_bytes < 1:
+            raise ValueError('test_cfg.postprocess_max_bytes must be >= 1')
         self.test_cfg = test_cfg
         self.embedding_cache_dir = embedding_cache_dir
         # set by tools/eval_all.py: a SharedFeatureCache reusing the features of identical windows
@@ -320,7 +327,8 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
             if not self.keep_seg_logits:
                 pred = labels_in_strips(
                     logit[0], out_hw, self.logit_scale, self.name_to_class, self.num_classes,
-                    self.prob_thd, self.area_thd, self.align_corners, self.postprocess_max_elems)
+                    self.prob_thd, self.area_thd, self.align_corners, self.postprocess_max_elems,
+                    self.postprocess_max_bytes)
                 data_samples[i].set_data({'pred_sem_seg': PixelData(data=pred)})
                 continue
             if not only_pred:

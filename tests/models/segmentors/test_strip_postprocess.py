@@ -179,3 +179,154 @@ def test_keep_seg_logits_switched_on_by_out_and_tta():
     assert seg.keep_seg_logits is False
     DeCLIPSegTTAModel(module=seg)
     assert seg.keep_seg_logits is True
+
+
+# --- the faster strips (issue 14.7 follow-up): labels bit-identical to the former code ---------------
+
+def former_labels_in_strips(x, out_hw, logit_scale, n2c, num_classes, prob_thd=0.0, area_thd=None,
+                            align_corners=False, max_elems=1 << 20):
+    """The strip post-processing before the speed-up (per-strip allocations, argmax + amax), kept
+    here as the reference the new code must match bit for bit."""
+    from declip_mm.models.segmentors.strip_postprocess import _source_rows
+    H, W = out_hw
+    n, h = x.shape[0], x.shape[-2]
+    step = max(1, max_elems // max(1, n * W))
+    table = _source_rows(h, H, align_corners, x.device)
+
+    def rows_of(y0, y1):
+        i0, i1, w0, w1 = (t[y0:y1] for t in table)
+        s0, s1 = int(i0.min()), int(i1.max()) + 1
+        t = F.interpolate(x[None, :, s0:s1], size=(s1 - s0, W), mode='bilinear',
+                          align_corners=align_corners)[0]
+        if h == H:
+            return t[:, i0 - s0]
+        w0, w1 = w0.view(1, -1, 1), w1.view(1, -1, 1)
+        return (t[:, i0 - s0].double() * w0.double() + (t[:, i1 - s0] * w1).double()).float()
+
+    def probs_of(y0, y1):
+        probs = (rows_of(y0, y1) * logit_scale).softmax(dim=0)
+        if n2c is None or n == num_classes:
+            return probs
+        out = probs.new_full((num_classes, *probs.shape[1:]), -1.0)
+        return out.scatter_reduce(0, n2c.view(-1, 1, 1).expand_as(probs), probs, reduce='amax',
+                                  include_self=True)
+
+    strips = [(y, min(y + step, H)) for y in range(0, H, step)]
+    keep = None
+    if area_thd is not None:
+        area = torch.zeros(num_classes, dtype=torch.long)
+        for r in strips:
+            area += torch.bincount(probs_of(*r).argmax(0).flatten(), minlength=num_classes)
+        area = area[1:].float()
+        keep = (area > area_thd * area.sum()).float().view(-1, 1, 1)
+    pred = torch.empty((1, H, W), dtype=torch.long)
+    for y0, y1 in strips:
+        probs = probs_of(y0, y1)
+        if keep is not None:
+            probs = torch.cat([probs[:1], probs[1:] * keep])
+        lab = probs.argmax(0)
+        lab[probs.amax(0) < prob_thd] = 0
+        pred[0, y0:y1] = lab
+    return pred
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: many small strips on a busy 2-core machine are otherwise slow (each
+    parallel operation waits for the other thread), and the labels do not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def structured_logits(n, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.randn(1, n, max(2, h // 6), max(2, w // 6), generator=g), size=(h, w),
+                      mode='bilinear')[0] * 0.05
+    return x + 0.01 * torch.randn(n, h, w, generator=g)
+
+
+@pytest.mark.parametrize('n,num_classes,src,out', [
+    (150, 150, (23, 31), (171, 230)),   # ADE-like class count, 7x upscale
+    (171, 171, (20, 27), (64, 85)),     # COCO-Stuff count
+    (27, 19, (16, 32), (97, 201)),      # synonyms: 27 names for 19 classes
+    (21, 21, (40, 56), (40, 99)),       # identity in height
+    (60, 59, (45, 61), (30, 41)),       # downscale, synonyms
+    (5, 5, (9, 7), (1, 13)),            # a one-row output
+])
+@pytest.mark.parametrize('thd', ['none', 'prob', 'area', 'both'])
+def test_faster_strips_match_the_former_code_bit_for_bit(one_thread, n, num_classes, src, out, thd):
+    # area_thd: suppress the classes under 1/3 of the average area (some, not all, are suppressed)
+    thd = dict(none={}, prob=dict(prob_thd=0.3), area=dict(area_thd=1 / (3 * num_classes)),
+               both=dict(prob_thd=0.2, area_thd=1 / (3 * num_classes)))[thd]
+    x = structured_logits(n, *src, seed=n + src[0])
+    n2c = None
+    if n != num_classes:  # every class has a name; the rest are synonyms of random classes
+        n2c = torch.cat([torch.arange(num_classes),
+                         torch.randint(0, num_classes, (n - num_classes,))])
+    ref = former_labels_in_strips(x, out, 40.0, n2c, num_classes, **thd)
+    assert ref.unique().numel() >= 2
+    for kw in (dict(), dict(max_bytes=1), dict(max_bytes=24 * n * out[1] * 5),
+               dict(max_bytes=1 << 30), dict(max_elems=n * out[1] * 3)):
+        got = labels_in_strips(x, out, 40.0, n2c, num_classes, **thd, **kw)
+        assert torch.equal(got, ref), kw
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_faster_strips_match_with_align_corners_and_both_thread_defaults(one_thread,
+                                                                        align_corners):
+    from declip_mm.models.segmentors.strip_postprocess import (STRIP_BYTES, STRIP_BYTES_THREADS,
+                                                               strip_rows)
+    x = structured_logits(30, 17, 23, seed=3)
+    ref = former_labels_in_strips(x, (120, 161), 60.0, None, 30, prob_thd=0.25,
+                                  align_corners=align_corners)
+    for max_bytes in (STRIP_BYTES, STRIP_BYTES_THREADS, 24 * 30 * 161 * 7):
+        got = labels_in_strips(x, (120, 161), 60.0, None, 30, prob_thd=0.25,
+                               align_corners=align_corners, max_bytes=max_bytes)
+        assert torch.equal(got, ref)
+    # the default follows the thread count: cache-sized strips on one thread, taller on several
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert strip_rows(150, 8000) == 1 and strip_rows(150, 2000) == 4
+        torch.set_num_threads(2)
+        assert strip_rows(150, 8000) == STRIP_BYTES_THREADS // (24 * 150 * 8000) == 4
+    finally:
+        torch.set_num_threads(threads)
+    assert strip_rows(150, 8000, max_elems=4) == 1 and strip_rows(4, 10, max_elems=120) == 3
+
+
+def test_ties_keep_the_first_class_as_argmax(one_thread):
+    """Equal top probabilities (duplicated names): max(0) keeps argmax's first-index rule."""
+    x = structured_logits(6, 10, 12, seed=5)
+    x[4] = x[1]  # classes 1 and 4 tie everywhere, 2 and 3 through a synonym below
+    x[5] = x[2]
+    n2c = torch.tensor([0, 1, 2, 3, 4, 3])
+    for nc, names in ((6, None), (5, n2c)):
+        ref = former_labels_in_strips(x, (31, 37), 40.0, names, nc)
+        got = labels_in_strips(x, (31, 37), 40.0, names, nc, max_bytes=1)
+        assert torch.equal(got, ref)
+        assert not (got == 4).all()
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('shapes', [((45, 61), (331, 517)), ((28, 37), (375, 500)),
+                                    ((50, 70), (30, 41)), ((40, 50), (40, 80)), ((9, 7), (1, 13))])
+def test_bilinear_rows_values_equal_the_former_arithmetic(shapes, align_corners):
+    """Stronger than the labels: the resized logits themselves are bit-identical to the former
+    out-of-place float64 computation (a plain float32 t0 * w0 + t1 * w1 would not be)."""
+    from declip_mm.models.segmentors.strip_postprocess import _source_rows
+    (h, w), (H, W) = shapes
+    x = torch.randn(3, h, w)
+    i0, i1, w0, w1 = _source_rows(h, H, align_corners, x.device)
+    s0, s1 = int(i0.min()), int(i1.max()) + 1
+    t = F.interpolate(x[None, :, s0:s1], size=(s1 - s0, W), mode='bilinear',
+                      align_corners=align_corners)[0]
+    a, b = t[:, i0 - s0], t[:, i1 - s0]
+    w0, w1 = w0.view(1, -1, 1), w1.view(1, -1, 1)
+    former = a if h == H else (a.double() * w0.double() + (b * w1).double()).float()
+    got = bilinear_rows(x, (H, W), (0, H), align_corners)
+    assert torch.equal(got, former)
+    if h != H and H > 1:  # (one output row: weights 1 and 0, any arithmetic is exact)
+        assert not torch.equal(a * w0 + b * w1, former)  # the float64 step matters
