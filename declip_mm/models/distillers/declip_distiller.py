@@ -124,7 +124,7 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
             official code evaluates; None evaluates the student itself. Left out of checkpoints like
             the teachers. Defaults to None (no validation).
         lean_mlp (bool): EVA students keep fewer MLP activations for the backward pass
-            (``models/layers/lean_mlp.py``: bit-identical values and gradients, ~240 MB less for
+            (``models/layers/lean_mlp.py``: bit-identical values and gradients, ~360 MB less for
             B/16 at 560). Defaults to True.
     """
 

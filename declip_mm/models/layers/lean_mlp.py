@@ -3,11 +3,12 @@
 timm's ``SwiGLU`` (EVA02 blocks) computes ``fc2(LN(silu(fc1_g x) * fc1_x x))``. For the backward
 pass autograd keeps five hidden-width tensors per block: silu's input, its output and the other
 factor for the product, the product (LayerNorm input) and the LayerNorm output (fc2 input). The lean
-version keeps the two fc1 outputs and the fc2 input, and recomputes the cheap elementwise part
-(silu, product, LayerNorm: no matmul) in the backward pass through ``torch.utils.checkpoint``: the
-forward values and the gradients are bit-identical (the same operations on the same tensors), the
-activation memory of the MLP drops by 2/5 (240 MB per step for the EVA02-B/16 student at 560) for
-~1 % more time. Used for the DeCLIP student; without gradients it is timm's forward.
+version keeps only the two fc1 outputs and recomputes the rest (silu, product, LayerNorm and fc2: a
+third of the MLP's matmul work) in the backward pass through ``torch.utils.checkpoint``: the forward
+values and the gradients are bit-identical (the same operations on the same tensors), the MLP's
+activation memory drops by 3/5 (~360 MB per step for the EVA02-B/16 student at 560) for ~3 % more
+time (``tools/benchmark.py train``). Used for the DeCLIP student; without gradients it is timm's
+forward.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps']
 
 
-def _gated_norm(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
-    return mlp.norm(mlp.drop1(mlp.act(gate) * value))
+def _gated_tail(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
+    return mlp.fc2(mlp.norm(mlp.drop1(mlp.act(gate) * value)))
 
 
 def _swiglu_class():
@@ -37,8 +38,7 @@ class _LeanMixin:
         if not (self.lean and torch.is_grad_enabled() and self.fc1_g.weight.requires_grad):
             return super().forward(x)
         gate, value = self.fc1_g(x), self.fc1_x(x)
-        h = checkpoint(_gated_norm, self, gate, value, use_reentrant=False)
-        return self.drop2(self.fc2(h))
+        return self.drop2(checkpoint(_gated_tail, self, gate, value, use_reentrant=False))
 
 
 def _lean_type(base: type) -> type:
