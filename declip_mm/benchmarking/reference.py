@@ -15,7 +15,9 @@ public code's cost structure:
   resized to the original image and post-processed at once (:func:`reference_predict`);
 * the training step's teachers as the official ``src/training/declip.py`` runs them: the 20 teacher
   crops of an image in one ``encode_image`` call under ``torch.no_grad`` (the public code batches them;
-  it does not run them one at a time), the VFM in the same precision as the default mode.
+  it does not run them one at a time), after the student, the CLIP teacher's last block for every
+  token (open_clip pools the CLS row of the full block), the VFM in the same precision as the
+  default mode.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ['explicit_attention', 'explicit_sdpa', 'reference_slide_logits', 'reference_predict',
-           'reference_train_losses', 'reference_catseg_predict']
+           'reference_train_losses', 'reference_catseg_predict', 'full_last_block']
 
 
 def explicit_sdpa(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None,
@@ -117,11 +119,25 @@ def reference_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = 
 
 def reference_train_losses(distiller, inputs: dict) -> dict:
     """``DeCLIPDistiller.loss`` in reference mode: the same losses, every attention explicit, the
-    teachers under ``torch.no_grad`` after the student as in the public training loop, the student's
-    MLPs keeping timm's activations (no ``lean_mlp``)."""
+    teachers under ``torch.no_grad`` after the student as in the public training loop, the CLIP
+    teacher's whole last block computed, the student's MLPs keeping timm's activations (no
+    ``lean_mlp``)."""
     from ..models.layers.lean_mlp import plain_mlps
-    with explicit_attention(), plain_mlps(distiller.student):
+    with explicit_attention(), plain_mlps(distiller.student), \
+            full_last_block(distiller.clip_teacher):
         return distiller.loss(inputs, reference=True)
+
+
+@contextlib.contextmanager
+def full_last_block(tower) -> Iterator[None]:
+    """Within the block ``tower.encode_image`` runs its whole last block and pools the CLS row (as
+    open_clip / the public code), instead of computing the CLS row alone."""
+    ops = tower.ops
+    ops.run_block_cls = lambda blk, x, rope: ops.run_block(blk, x, rope)[:, :1]
+    try:
+        yield
+    finally:
+        del ops.run_block_cls
 
 
 def reference_catseg_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = None

@@ -192,3 +192,19 @@ def test_lean_mlp_gradients_bit_identical_and_fewer_saved_tensors():
     m = mlps[0]
     assert saved_bytes(m, lean=False) == 5 * 50 * m.fc1_g.out_features
     assert saved_bytes(m, lean=True) == 2 * 50 * m.fc1_g.out_features
+
+
+def test_reference_teacher_runs_the_whole_last_block():
+    from declip_mm.benchmarking.reference import full_last_block
+    case = _train_case()
+    crops = case.inputs['crops']
+    teacher = case.model.clip_teacher
+    default_flops = count_flops(lambda: teacher.encode_image(crops))
+    with torch.no_grad():
+        default = teacher.encode_image(crops)
+        with full_last_block(teacher):
+            full_flops = count_flops(lambda: teacher.encode_image(crops))
+            full = teacher.encode_image(crops)
+    assert full_flops > default_flops
+    assert torch.allclose(full, default, atol=1e-6)
+    assert 'run_block_cls' not in vars(teacher.ops)  # restored
