@@ -92,7 +92,9 @@ def test_distillation_recipe(name):
     assert m.content_loss.loss_weight == content_w and m.context_loss.loss_weight == ctx_w
     assert m.context_loss.head_mode == head_mode and not m.context_loss.use_mask
     o = cfg.optim_wrapper
-    assert o.optimizer == dict(type='AdamW', lr=1e-5, betas=betas, eps=eps, weight_decay=0.1)
+    # fused=True: torch's single-kernel AdamW (same update to float rounding; docs/performance.md)
+    assert o.optimizer == dict(type='AdamW', lr=1e-5, betas=betas, eps=eps, weight_decay=0.1,
+                               fused=True)
     assert o.constructor == 'DeCLIPOptimWrapperConstructor'
     (s, ) = cfg.param_scheduler
     assert (s.type, s.warmup_iters, s.end, s.by_epoch) == ('DeCLIPWarmupCosineLR', 1000, 6, True)
