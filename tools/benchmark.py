@@ -242,8 +242,11 @@ def case_side(args, mode: str) -> dict:
                threads=torch.get_num_threads(), check=check)
     if args._first:  # once: FLOPs, and the tensor memory (held + peak during a call)
         res['flops'] = count_flops(case.runner(run_mode))
-        held = tensor_bytes(*case.held_tensors(run_mode))
-        res['tensor_peak_mib'] = (held + peak_tensor_bytes(case.runner(run_mode))) / 2 ** 20
+        if device.type == 'cuda':  # max_memory_allocated is already the tensor peak
+            res['tensor_peak_mib'] = res['peak_mib']
+        else:
+            held = tensor_bytes(*case.held_tensors(run_mode))
+            res['tensor_peak_mib'] = (held + peak_tensor_bytes(case.runner(run_mode))) / 2 ** 20
     return res
 
 
@@ -274,8 +277,7 @@ def main_side(args, argv) -> list:
 
     from declip_mm.benchmarking import matmul_rate
     device = torch.device(args.device)
-    modes = args.modes or (['default', 'reference'] if args.what != 'train' else
-                           ['default', 'reference'])
+    modes = args.modes or ['default', 'reference']
     if 'reference' not in modes:
         sys.exit('--modes must include reference (the ratios are relative to it)')
     rate, _ = matmul_rate(device)
@@ -348,7 +350,7 @@ def parse_args(argv=None):
     p.add_argument('--model-name', default='EVA02-B-16')
     p.add_argument('--size', type=int, nargs=2, default=[448, 597], metavar=('H', 'W'))
     p.add_argument('--runs', type=int, default=None,
-                   help='timed runs per process (train: 2, others: 5)')
+                   help='timed runs per process (train: 2, infer / catseg: 3, others: 5)')
     p.add_argument('--num-classes', type=int, default=None,
                    help='classes (train/infer/catseg: 150, others: 21)')
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 1],
@@ -363,8 +365,8 @@ def parse_args(argv=None):
                         f'train also: {", ".join(TRAIN_MODES)})')
     p.add_argument('--rounds', type=int, default=2, help='train/infer/catseg: interleaved rounds')
     p.add_argument('--warmup', type=int, default=1, help='train/infer/catseg: untimed calls')
-    p.add_argument('--optimizer', default='fused', choices=['fused', 'foreach'],
-                   help="train: the default mode's AdamW (the reference keeps torch's foreach)")
+    p.add_argument('--optimizer', default='fused', choices=['fused', 'torch'],
+                   help="train: the default mode's AdamW (the reference keeps torch's default choice)")
     p.add_argument('--ori', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='infer: original size the labels are produced at (default --size)')
     p.add_argument('--catseg-size', type=int, default=384)

@@ -42,10 +42,11 @@ class TrainCase:
         vfm (dict): ``VFMTeacher`` config.
         side (int): student input side. crops (int): teacher crops per image (a 4 x 5 grid for 20).
         crop_size (int): teacher crop side. batch (int): images per step.
-        teacher_dtype (str, optional): the default mode's teacher precision (None = fp32; the
-            reference runs its teachers in the same precision, as the issue's protocol says).
+        teacher_dtype (str, optional): the default mode's teacher precision (None = fp32); the
+            reference always runs fp32 teachers, so bf16 modes are compared with the fp32 reference.
         optimizer (str): the default mode's AdamW implementation, ``'fused'`` (declip_mm's configs)
-            or ``'foreach'`` (torch's default, which the public code uses and the reference keeps).
+            or ``'torch'`` (torch's default choice: for-loop on a CPU, foreach on a GPU), which the
+            public code uses and the reference keeps.
         vfm_cache (bool): default mode only: a ``VFMFeatureCache`` in a temporary folder, filled by
             the first (warm-up) step, so the timed steps read the VFM features from disk as epochs
             2-6 of a cached run do (the VFM teacher is skipped).
@@ -91,10 +92,9 @@ class TrainCase:
     def _optimizer(self, mode: str) -> torch.optim.Optimizer:
         if mode not in self._opt:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            kind = self.optimizer_kind if mode == 'default' else 'foreach'
+            fused = self.optimizer_kind == 'fused' and mode == 'default'
             self._opt[mode] = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1,
-                                                fused=kind == 'fused' or None,
-                                                foreach=kind == 'foreach' or None)
+                                                fused=fused or None)
         return self._opt[mode]
 
     def losses(self, mode: str) -> Dict[str, Tensor]:

@@ -17,7 +17,8 @@ public code's cost structure:
   crops of an image in one ``encode_image`` call under ``torch.no_grad`` (the public code batches them;
   it does not run them one at a time), after the student, the CLIP teacher's last block for every
   token (open_clip pools the CLS row of the full block), the VFM in the same precision as the
-  default mode.
+  default mode's fp32 (the bf16 / cache modes of the benchmark are compared with this fp32
+  reference).
 """
 from __future__ import annotations
 

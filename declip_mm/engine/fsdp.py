@@ -174,12 +174,19 @@ class DeCLIPFSDPStrategy(FSDPStrategy):
                 for (_, p), v in zip(named, saved):
                     p.data.copy_(v)
         optim.state.clear()
+        # fused / capturable AdamW keep the step counter on the parameter's device (as torch's own
+        # Optimizer.load_state_dict places it); the others keep it on the CPU
+        on_device = {id(q) for g in optim.param_groups if g.get('fused') or g.get('capturable')
+                     for q in g['params']}
         for n, st in full.items():
             if n not in by_name:
                 raise KeyError(f'optimizer state of {n!r}: no such parameter in the model')
             p = by_name[n]
             optim.state[p] = {k: (local[n][k] if k in keys else
                                   (v.clone() if torch.is_tensor(v) else v)) for k, v in st.items()}
+            step = optim.state[p].get('step')
+            if torch.is_tensor(step) and id(p) in on_device:
+                optim.state[p]['step'] = step.to(p.device)
 
 
 def _all_ranks_objects(obj) -> list:

@@ -177,8 +177,9 @@ class _TowerOps(ABC):
             if getattr(attn, 'rotate_half', False):
                 raise NotImplementedError('half-rotation RoPE towers are not supported')
             npt = self.num_prefix_tokens
-            q = torch.cat([q[:, :, :npt], apply_rope_interleaved(q[:, :, npt:], rope.to(q.dtype))], 2)
-            k = torch.cat([k[:, :, :npt], apply_rope_interleaved(k[:, :, npt:], rope.to(k.dtype))], 2)
+            # rotate with the fp32 table and round once (timm's apply_rot_embed under autocast)
+            q = torch.cat([q[:, :, :npt], apply_rope_interleaved(q[:, :, npt:], rope).to(q.dtype)], 2)
+            k = torch.cat([k[:, :, :npt], apply_rope_interleaved(k[:, :, npt:], rope).to(k.dtype)], 2)
         return q, k, v
 
     def attention_scale(self, blk: nn.Module) -> float:
@@ -259,6 +260,11 @@ class EvaViTOps(_TowerOps):
             raise ValueError(f'unsupported RoPE module {type(t.rope).__name__} in the EVA trunk')
         if getattr(t, 'rope_mixed', False):
             raise ValueError('mixed (per-depth) RoPE towers are not supported')
+        from timm.models.eva import EvaBlock
+        for blk in t.blocks:  # the decoupled / CLS-only paths rebuild EvaBlock + EvaAttention
+            if type(blk) is not EvaBlock or getattr(blk.attn, 'gate', None) is not None:
+                raise ValueError(f'unsupported EVA block {type(blk).__name__} (gated attention or '
+                                 'post-norm blocks are not supported)')
 
     @property
     def head_dim(self) -> int:

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from timm.layers import SwiGLU
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps']
@@ -26,12 +27,10 @@ def _gated_tail(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
     return mlp.fc2(mlp.norm(mlp.drop1(mlp.act(gate) * value)))
 
 
-def _swiglu_class():
-    from timm.layers import SwiGLU
-    return SwiGLU
+class LeanSwiGLU(SwiGLU):
+    """timm's ``SwiGLU`` keeping only the two fc1 outputs for the backward pass (module docstring).
+    Same parameters and state dict; without gradients (or with ``lean = False``) timm's forward."""
 
-
-class _LeanMixin:
     lean = True
 
     def forward(self, x: Tensor) -> Tensor:
@@ -41,23 +40,12 @@ class _LeanMixin:
         return self.drop2(checkpoint(_gated_tail, self, gate, value, use_reentrant=False))
 
 
-def _lean_type(base: type) -> type:
-    return type('LeanSwiGLU', (_LeanMixin, base), {'__doc__': __doc__})
-
-
-LeanSwiGLU = None  # the class is made on first use (timm is imported lazily)
-
-
 def make_mlps_lean(module: nn.Module) -> int:
-    """Turn every timm ``SwiGLU`` inside ``module`` into :data:`LeanSwiGLU` (same parameters and
+    """Turn every timm ``SwiGLU`` inside ``module`` into :class:`LeanSwiGLU` (same parameters and
     state dict; only the forward's saved tensors change). Returns how many were changed."""
-    global LeanSwiGLU
-    base = _swiglu_class()
-    if LeanSwiGLU is None:
-        LeanSwiGLU = _lean_type(base)
     n = 0
     for m in module.modules():
-        if type(m) is base:
+        if type(m) is SwiGLU:
             m.__class__ = LeanSwiGLU
             n += 1
     return n
@@ -66,7 +54,7 @@ def make_mlps_lean(module: nn.Module) -> int:
 @contextlib.contextmanager
 def plain_mlps(module: nn.Module) -> Iterator[None]:
     """Within the block the lean MLPs of ``module`` save their activations as timm's do."""
-    lean = [m for m in module.modules() if isinstance(m, _LeanMixin)]
+    lean = [m for m in module.modules() if isinstance(m, LeanSwiGLU)]
     for m in lean:
         m.lean = False
     try:
