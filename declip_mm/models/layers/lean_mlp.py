@@ -3,11 +3,12 @@
 timm's ``SwiGLU`` (EVA02 blocks) computes ``fc2(LN(silu(fc1_g x) * fc1_x x))``. For the backward
 pass autograd keeps five hidden-width tensors per block: silu's input, its output and the other
 factor for the product, the product (LayerNorm input) and the LayerNorm output (fc2 input). The lean
-version keeps only the two fc1 outputs and recomputes the rest (silu, product, LayerNorm and fc2: a
-third of the MLP's matmul work) in the backward pass through ``torch.utils.checkpoint``: the forward
-values and the gradients are bit-identical (the same operations on the same tensors), the MLP's
-activation memory drops by 3/5 (~360 MB per step for the EVA02-B/16 student at 560) for ~3 % more
-time (``tools/benchmark.py train``). Used for the DeCLIP student; without gradients it is timm's
+version runs silu, product, LayerNorm and fc2 inside a ``torch.utils.checkpoint`` and keeps only the
+two fc1 outputs; in the backward pass the recomputation stops as soon as fc2's input exists (the
+checkpoint's early stop), so only elementwise work and one LayerNorm are redone, no matmul. Forward
+values and gradients are bit-identical (the same operations on the same tensors); the MLP's
+activation memory drops by 3/5 (~360 MB per step for the EVA02-B/16 student at 560) at no measurable
+cost (``tools/benchmark.py train``). Used for the DeCLIP student; without gradients it is timm's
 forward.
 """
 from __future__ import annotations
