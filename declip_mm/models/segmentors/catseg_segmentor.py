@@ -23,12 +23,10 @@ both towers (see ``catseg_finetune.py``); their learning rate multiplier lives i
 """
 from __future__ import annotations
 
-import logging
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
@@ -37,6 +35,7 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
+from .lazy_weights import LazyTowerWeightsMixin
 from .catseg_finetune import apply_catseg_finetune
 from .zero_shot_segmentor import window_grid
 
@@ -44,7 +43,7 @@ __all__ = ['DeCLIPCATSegSegmentor']
 
 
 @MODELS.register_module()
-class DeCLIPCATSegSegmentor(BaseSegmentor):
+class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
     """DeCLIP backbone + trainable CLIP text tower + :class:`DeCLIPCATSegHead`.
 
     Args:
@@ -121,16 +120,7 @@ class DeCLIPCATSegSegmentor(BaseSegmentor):
             raise ValueError('test_cfg.batch_size must be >= 1')
         self.test_cfg = test_cfg
         self.align_corners = False
-        self._weights_ready = False
-        self.register_load_state_dict_post_hook(self._mark_loaded)
-
-    @staticmethod
-    def _pair(v) -> Tuple[int, int]:
-        return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
-
-    @staticmethod
-    def _mark_loaded(module, incompatible_keys) -> None:
-        module._weights_ready = True
+        self._init_lazy_weights()
 
     # weights ---------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -139,14 +129,6 @@ class DeCLIPCATSegSegmentor(BaseSegmentor):
         self.text_encoder.init_weights()
         self._weights_ready = True
         self._is_init = True
-
-    def _ensure_weights(self) -> None:
-        # tools/test.py on a tower checkpoint builds the model without init_weights(); a segmentor
-        # checkpoint (load_from) marks the weights as loaded through the state-dict hook
-        if not self._weights_ready:
-            print_log('loading the configured pretrained tower weights on first use',
-                      logger='current', level=logging.INFO)
-            self.init_weights()
 
     # features --------------------------------------------------------------------------------
     def class_embeddings(self) -> Tensor:

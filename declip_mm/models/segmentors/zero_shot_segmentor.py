@@ -17,12 +17,10 @@ The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
 """
 from __future__ import annotations
 
-import logging
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
@@ -31,6 +29,7 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
+from .lazy_weights import LazyTowerWeightsMixin
 from ..text.embedding_cache import cached_embeddings, embedding_cache_file
 from .strip_postprocess import labels_in_strips
 
@@ -62,7 +61,7 @@ def center_pad_size(h: int, w: int, patch: Tuple[int, int]) -> Tuple[int, int, i
 
 
 @MODELS.register_module()
-class DeCLIPZeroShotSegmentor(BaseSegmentor):
+class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
     """Training-free segmentor: cosine of DeCLIP content features with class-name embeddings.
 
     Args:
@@ -146,18 +145,11 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self.embedding_cache_dir = embedding_cache_dir
         # set by tools/eval_all.py: a SharedFeatureCache reusing the features of identical windows
         self.feature_cache = None
-        self._weights_ready = False
         self._text_from_file = False  # text weights are those of text_encoder.pretrained
-        self.register_load_state_dict_post_hook(self._mark_loaded)
+        self._init_lazy_weights()
 
-    @staticmethod
-    def _pair(v) -> Tuple[int, int]:
-        return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
-
-    @staticmethod
-    def _mark_loaded(module, incompatible_keys) -> None:
-        module._weights_ready = True
-        module._text_from_file = False  # a state dict replaced them: not the file's any more
+    def _on_state_dict_loaded(self) -> None:
+        self._text_from_file = False  # a state dict replaced the text weights: not the file's
 
     # weights ---------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -168,15 +160,6 @@ class DeCLIPZeroShotSegmentor(BaseSegmentor):
         self._weights_ready = True
         self._text_from_file = self.text_encoder.pretrained is not None
         self._is_init = True
-
-    def _ensure_weights(self) -> None:
-        # mmseg's init_model / Runner.test build the model without init_weights(): load the
-        # configured local weights on first use unless a state dict was loaded into the model.
-        if not self._weights_ready:
-            if self.backbone.pretrained or self.text_encoder.pretrained:
-                print_log('loading the configured pretrained weights on first use',
-                          logger='current', level=logging.INFO)
-            self.init_weights()
 
     def class_embeddings(self) -> Tensor:
         """(num_names, E) normalised name embeddings, computed on first use on the model's device."""
