@@ -9,6 +9,9 @@ public code's cost structure:
   ``softmax(scale * Q Qᵀ)``, ``softmax(scale * K Kᵀ)`` in the decoupled modes) and multiplies it by V,
   as the official ``eva_vit_model.py`` / DINOv2 attention do without xformers (always on a CPU), so
   training keeps an (H, N, N) matrix per block for the backward pass;
+* **RoPE by the literal formula** (``literal_rope``): negate, stack, two products, sum and
+  concatenate per q / k, as the official ``VisionRotaryEmbeddingFast`` (and timm) compute it, and EVA
+  blocks through timm's own forward (declip_mm's inference path rotates in one complex product);
 * **windows one at a time at batch 1** (:func:`reference_slide_logits`): the sliding-window loop of
   the public training-free evaluator: each window's logits are resized to the window, zero-padded to
   the whole image and added (``preds += F.pad(window_logits, ...)``); the logits of all classes are then
@@ -29,6 +32,8 @@ from typing import Iterator, List, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..models.layers import literal_rope
 
 __all__ = ['explicit_attention', 'explicit_sdpa', 'reference_slide_logits', 'reference_predict',
            'reference_train_losses', 'reference_catseg_predict', 'full_last_block']
@@ -82,7 +87,7 @@ def reference_slide_logits(segmentor, inputs: Tensor) -> Tensor:
     text = seg.class_embeddings()
     preds = inputs.new_zeros((b, text.shape[0], h, w))
     count = inputs.new_zeros((b, 1, h, w))
-    with explicit_attention():
+    with explicit_attention(), literal_rope():
         for i in range(b):
             for y1, y2, x1, x2 in boxes:
                 crop = inputs[i:i + 1, :, y1:y2, x1:x2]
@@ -124,7 +129,7 @@ def reference_train_losses(distiller, inputs: dict) -> dict:
     teacher's whole last block computed, the student's MLPs keeping timm's activations (no
     ``lean_mlp``)."""
     from ..models.layers.lean_mlp import plain_mlps
-    with explicit_attention(), plain_mlps(distiller.student), \
+    with explicit_attention(), literal_rope(), plain_mlps(distiller.student), \
             full_last_block(distiller.clip_teacher):
         return distiller.loss(inputs, reference=True)
 
@@ -145,5 +150,5 @@ def reference_catseg_predict(segmentor, inputs: Tensor, data_samples: Optional[l
                              ) -> List:
     """``DeCLIPCATSegSegmentor.predict`` with explicit attention (the public CAT-Seg code batches
     its five views as declip_mm does, so only the attention differs)."""
-    with explicit_attention():
+    with explicit_attention(), literal_rope():
         return segmentor.predict(inputs, data_samples)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import apply_rope_interleaved, eva_rope_sincos, resize_pos_embed
+from ..layers import eva_rope_sincos, fast_rope_enabled, resize_pos_embed, rope_patch_rows
 
 __all__ = ['OPENAI_CLIP_NAMES', 'resolve_clip_config', 'is_eva_config', 'EvaVisionTower',
            'build_vision_tower', 'build_text_tower', 'default_quick_gelu', 'tower_ops']
@@ -176,10 +176,9 @@ class _TowerOps(ABC):
         if rope is not None:
             if getattr(attn, 'rotate_half', False):
                 raise NotImplementedError('half-rotation RoPE towers are not supported')
-            npt = self.num_prefix_tokens
-            # rotate with the fp32 table and round once (timm's apply_rot_embed under autocast)
-            q = torch.cat([q[:, :, :npt], apply_rope_interleaved(q[:, :, npt:], rope).to(q.dtype)], 2)
-            k = torch.cat([k[:, :, :npt], apply_rope_interleaved(k[:, :, npt:], rope).to(k.dtype)], 2)
+            # rotated with the fp32 table, rounded once (timm's apply_rot_embed under autocast)
+            q = rope_patch_rows(q, rope, self.num_prefix_tokens)
+            k = rope_patch_rows(k, rope, self.num_prefix_tokens)
         return q, k, v
 
     def attention_scale(self, blk: nn.Module) -> float:
@@ -304,7 +303,17 @@ class EvaViTOps(_TowerOps):
                                grid_offset=r.grid_offset, device=x.device, dtype=torch.float32)
 
     def run_block(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]) -> Tensor:
-        return blk(x, rope=rope)
+        """timm's ``EvaBlock.forward``; without autograd in eval mode the same block written out
+        with :meth:`attention_qkv` (its one-pass RoPE, ``rope_patch_rows``): pre-norm attention with
+        the default 1/sqrt(d) scale (timm's fused path), the attention's inner norm and projection,
+        the residuals and the FFN, as timm computes them. Blocks or attention modules with forward
+        hooks run timm's forward (hooks see what they expect)."""
+        if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
+                or _has_forward_hooks(blk, blk.attn)):
+            return blk(x, rope=rope)
+        q, k, v = self.attention_qkv(blk, x, rope)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.ffn(blk, x + self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)))
 
     def ln1(self, blk: nn.Module, x: Tensor) -> Tensor:
         return blk.norm1(x)
@@ -329,6 +338,13 @@ class EvaViTOps(_TowerOps):
     def head(self, x: Tensor) -> Tensor:
         t = self.visual.trunk
         return t.head(t.fc_norm(t.norm(x)))
+
+
+def _has_forward_hooks(*modules: nn.Module) -> bool:
+    from torch.nn.modules import module as nn_module
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def tower_ops(visual: nn.Module) -> _TowerOps:

@@ -8,8 +8,8 @@ The protocol of SCLIP / ClearCLIP / NACLIP / DeCLIP's evaluator::
                                     SCLIP's compute_padsize), backbone -> content, L2-normalise per
                                     token, cosine with the name embeddings, bilinear to the padded
                                     window size, crop the padding back
-           (overlapping windows are averaged: sum of window logits / count of windows per pixel,
-            accumulated one window at a time)
+           (overlapping windows are averaged: sum of window logits / count of windows per pixel;
+            the resize-and-add of all windows is one separable matrix product, window_accumulate)
       └─ postprocess_result         remove preprocessor padding, undo flips, bilinear to the original
                                     size, x logit_scale, softmax over *names*, max over each class's
                                     names, optional area threshold, argmax, top prob < prob_thd -> 0
@@ -32,6 +32,7 @@ from ...registry import MODELS
 from .lazy_weights import LazyTowerWeightsMixin
 from ..text.embedding_cache import cached_embeddings, embedding_cache_file
 from .strip_postprocess import labels_in_strips
+from .window_accumulate import WindowCanvas
 
 __all__ = ['DeCLIPZeroShotSegmentor', 'window_grid', 'center_pad_size']
 
@@ -204,19 +205,21 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
     def slide_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
         """Overlap-averaged window logits (B, num_names, H, W).
 
-        Windows run through the backbone in batches of ``batch_size``; each window's logits are
-        resized and added to the running sum one window at a time, so only one full-resolution window
-        (num_names, hc, wc) is held besides the sum (the order of the additions is the window order,
-        as when all windows were held).
+        Windows run through the backbone in batches of ``batch_size``. Their logits are not resized
+        one by one: :class:`~.window_accumulate.WindowCanvas` sums the height-resized maps per
+        window column and writes the resized sum with one matrix product (the bilinear resize is
+        linear and separable), the same values as resizing and adding each window up to the order
+        of the float additions; then the sum is divided by the windows per pixel.
         """
         b, _, h, w = inputs.shape
         boxes = window_grid(h, w, self.crop_size, self.stride)
         hc, wc = boxes[0][1] - boxes[0][0], boxes[0][3] - boxes[0][2]
         pad = center_pad_size(hc, wc, self.backbone.patch_size)
-        padded = (hc + pad[2] + pad[3], wc + pad[0] + pad[1])
         text = self.class_embeddings()
-        preds = inputs.new_zeros((b, text.shape[0], h, w))
         count = inputs.new_zeros((1, 1, h, w))
+        for y1, y2, x1, x2 in boxes:
+            count[:, :, y1:y2, x1:x2] += 1
+        canvas = None
         jobs = [(i, k) for i in range(b) for k in range(len(boxes))]  # image-major
         for j0 in range(0, len(jobs), self.batch_size):
             chunk = jobs[j0:j0 + self.batch_size]
@@ -226,15 +229,13 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
                 crops = F.pad(crops, pad)
             feats = self.extract_feat(crops)
             cos = torch.einsum('bchw,nc->bnhw', feats, text.to(feats.dtype))
+            if canvas is None:
+                canvas = WindowCanvas(boxes, b, text.shape[0], cos.shape[-2:], pad,
+                                      self.align_corners, inputs)
             for n, (i, k) in enumerate(chunk):
-                logit = F.interpolate(cos[n:n + 1], size=padded, mode='bilinear',
-                                      align_corners=self.align_corners)
-                y1, y2, x1, x2 = boxes[k]
-                preds[i:i + 1, :, y1:y2, x1:x2] += logit[:, :, pad[2]:pad[2] + hc,
-                                                         pad[0]:pad[0] + wc]
-                if i == 0:
-                    count[:, :, y1:y2, x1:x2] += 1
-        return preds.div_(count)  # in place: a second (B, names, H, W) tensor is not needed
+                canvas.add(i, boxes[k], cos[n])
+        preds = canvas.finish(inputs.new_empty((b, text.shape[0], h, w)))
+        return preds.div_(count)  # in place: one (B, names, H, W) tensor
 
     def whole_inference(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
         return self._window_logits(inputs)

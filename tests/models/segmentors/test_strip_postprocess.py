@@ -63,12 +63,24 @@ def old_slide(seg, inputs):
     return preds / count
 
 
-@pytest.mark.parametrize('hw,bs', [((45, 77), 3), ((20, 28), 2)])
-def test_window_accumulation_is_bit_identical(hw, bs):
-    seg = make_seg(test_cfg=dict(batch_size=bs))
+@pytest.mark.parametrize('hw,bs,extra', [((45, 77), 3, {}), ((20, 28), 2, {}), ((33, 31), 16, {}),
+                                         ((70, 41), 1, dict(align_corners=True)),
+                                         ((61, 50), 4, dict(crop_size=30, stride=13))])
+def test_window_accumulation_equals_literal_loop(hw, bs, extra):
+    """The separable canvas (window_accumulate) = resize every window and add it, to float rounding:
+    float64 to 1e-12, float32 to 1e-6 (the additions run in another order)."""
+    extra = dict(extra)
+    align = extra.pop('align_corners', False)
+    seg = make_seg(test_cfg=dict(batch_size=bs, **extra), align_corners=align)
     img = torch.randn(2, 3, *hw)
     with torch.no_grad():
-        assert torch.equal(seg.slide_inference(img), old_slide(seg, img))
+        got, ref = seg.slide_inference(img), old_slide(seg, img)
+        assert got.shape == ref.shape and got.dtype == torch.float32
+        assert (got - ref).abs().max() <= 1e-6
+        seg.double()
+        seg.text_embeddings = seg.text_embeddings.double()
+        got, ref = seg.slide_inference(img.double()), old_slide(seg, img.double())
+        assert (got - ref).abs().max() <= 1e-12
 
 
 def _sample(ori, flip=False):

@@ -1,0 +1,83 @@
+"""The one-pass RoPE (``rope_patch_rows``) and the EVA inference block written out with it, against
+timm's own ``apply_rot_embed_cat`` / ``EvaBlock.forward`` (float32 and float64, several shapes,
+strided inputs as the attention produces them)."""
+import pytest
+import torch
+from timm.layers.pos_embed_sincos import apply_rot_embed_cat
+
+from declip_mm.models import DeCLIPVisionTransformer
+from declip_mm.models.layers import eva_rope_sincos, literal_rope, rope_patch_rows
+from declip_mm.models.layers import rope as rope_module
+from declip_mm.testing import tiny_clip_config
+
+
+def timm_rows(x, table, npt):
+    """timm's EvaAttention: prefix rows untouched, the rest rotated, rounded to x's dtype."""
+    return torch.cat([x[:, :, :npt], apply_rot_embed_cat(x[:, :, npt:], table).to(x.dtype)], 2)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('b,h,hw,d,npt', [(2, 3, (5, 7), 16, 1), (1, 12, (21, 21), 64, 1),
+                                          (3, 2, (4, 6), 8, 0), (2, 4, (3, 3), 32, 2)])
+def test_rope_rows_equal_timm(dtype, b, h, hw, d, npt, monkeypatch):
+    n = npt + hw[0] * hw[1]
+    table = eva_rope_sincos(hw, d, dtype=dtype)
+    # as the attention makes them: (B, N, H, d) projections viewed as (B, H, N, d)
+    x = torch.randn(b, n, h, d, dtype=dtype).transpose(1, 2)
+    want = timm_rows(x, table, npt)
+    with monkeypatch.context() as mp:  # the one-pass path is taken: the literal formula is not used
+        mp.setattr(rope_module, 'apply_rope_interleaved', None)
+        got = rope_patch_rows(x, table, npt)
+    assert got.dtype == dtype and got.shape == want.shape
+    scale = x.abs().max()
+    assert (got - want).abs().max() <= 2 * torch.finfo(dtype).eps * scale  # bit-identical here
+    assert torch.equal(got[:, :, :npt], x[:, :, :npt])
+    with literal_rope():  # the literal formula: timm's values exactly
+        assert torch.equal(rope_patch_rows(x, table, npt), want)
+
+
+def test_rope_rows_fallbacks_keep_timm_values_and_gradients():
+    table = eva_rope_sincos((4, 5), 16)
+    x = torch.randn(2, 21, 3, 16).transpose(1, 2).requires_grad_()
+    got = rope_patch_rows(x, table, 1)  # autograd: the literal formula
+    want = timm_rows(x, table, 1)
+    assert torch.equal(got, want)
+    g = torch.randn_like(got)
+    (gx, ) = torch.autograd.grad((got * g).sum(), x)
+    (wx, ) = torch.autograd.grad((want * g).sum(), x)
+    assert torch.equal(gx, wx)
+    xb = x.detach().bfloat16()  # bf16 activations with the fp32 table (autocast): rounded once
+    assert torch.equal(rope_patch_rows(xb, table, 1), timm_rows(xb, table, 1))
+    odd = torch.randn(2, 3, 21, 17)[..., :16]  # odd strides cannot be viewed as complex pairs
+    assert torch.equal(rope_patch_rows(odd, table, 1), timm_rows(odd, table, 1))
+
+
+@pytest.mark.parametrize('hw', [(4, 4), (3, 5)])
+def test_eva_inference_block_equals_timm_block(hw):
+    torch.manual_seed(0)
+    m = DeCLIPVisionTransformer(model_name=tiny_clip_config('eva02'), attn_mode='csa').eval()
+    ops = m.ops
+    x = torch.randn(2, 3, hw[0] * 8, hw[1] * 8)
+    tokens, grid = ops.embed(x)
+    rope = ops.rope(grid, tokens)
+    for blk in ops.blocks():
+        with torch.no_grad():
+            fast = ops.run_block(blk, tokens, rope)
+            want = blk(tokens, rope=rope)  # timm's forward
+        assert (fast - want).abs().max() <= 1e-6 * want.abs().max()
+        tokens = want
+    with torch.no_grad():  # the whole backbone: literal (timm's blocks) vs the written-out path
+        fast = m(x)['content']
+        with literal_rope():
+            want = m(x)['content']
+    assert (fast - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_eva_inference_block_keeps_forward_hooks():
+    m = DeCLIPVisionTransformer(model_name=tiny_clip_config('eva02'), attn_mode='csa').eval()
+    seen = []
+    handle = m.ops.blocks()[0].attn.register_forward_hook(lambda mod, a, o: seen.append(o))
+    with torch.no_grad():
+        m(torch.randn(1, 3, 32, 32))
+    handle.remove()
+    assert len(seen) == 1  # the hooked block ran timm's forward
