@@ -24,6 +24,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..layers import eva_rope_sincos, fast_rope_enabled, resize_pos_embed, rope_patch_rows
+from ..layers.lean_mlp import swiglu_inplace
 
 __all__ = ['OPENAI_CLIP_NAMES', 'resolve_clip_config', 'is_eva_config', 'EvaVisionTower',
            'build_vision_tower', 'build_text_tower', 'default_quick_gelu', 'tower_ops']
@@ -306,14 +307,17 @@ class EvaViTOps(_TowerOps):
         """timm's ``EvaBlock.forward``; without autograd in eval mode the same block written out
         with :meth:`attention_qkv` (its one-pass RoPE, ``rope_patch_rows``): pre-norm attention with
         the default 1/sqrt(d) scale (timm's fused path), the attention's inner norm and projection,
-        the residuals and the FFN, as timm computes them. Blocks or attention modules with forward
-        hooks run timm's forward (hooks see what they expect)."""
+        the FFN (``swiglu_inplace``) and the residual sums written into fresh results, the same
+        operations as timm's (bit-identical on this build). Blocks, attention or MLP modules with
+        forward hooks run timm's forward (hooks see what they expect)."""
         if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
-                or _has_forward_hooks(blk, blk.attn)):
+                or _has_forward_hooks(blk, blk.attn, blk.mlp)):
             return blk(x, rope=rope)
         q, k, v = self.attention_qkv(blk, x, rope)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        return self.ffn(blk, x + self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)))
+        x = self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)).add_(x)  # x + attn: one buffer
+        m = swiglu_inplace(blk.mlp, blk.norm2(x))
+        return (blk.gamma_2 * m if blk.gamma_2 is not None else m).add_(x)
 
     def ln1(self, blk: nn.Module, x: Tensor) -> Tensor:
         return blk.norm1(x)

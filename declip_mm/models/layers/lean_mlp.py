@@ -9,7 +9,8 @@ checkpoint's early stop), so only elementwise work and one LayerNorm are redone,
 values and gradients are bit-identical (the same operations on the same tensors); the MLP's
 activation memory drops by 3/5 (~360 MB per step for the EVA02-B/16 student at 560) at no measurable
 cost (``tools/benchmark.py train``). Used for the DeCLIP student; without gradients it is timm's
-forward.
+forward. :func:`swiglu_inplace` is the inference counterpart: the same forward with silu and the
+product written in place (bit-identical, two hidden-width tensors fewer allocated per block).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from timm.layers import SwiGLU
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps']
+__all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps', 'swiglu_inplace']
 
 
 def _gated_tail(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
@@ -63,3 +64,19 @@ def plain_mlps(module: nn.Module) -> Iterator[None]:
     finally:
         for m in lean:
             m.lean = True
+
+
+def swiglu_inplace(mlp: nn.Module, x: Tensor) -> Tensor:
+    """timm's ``SwiGLU.forward`` without autograd, the activation and the product computed in place
+    in the gate's buffer: the same operations on the same values (bit-identical), two (tokens,
+    hidden) tensors fewer allocated and written per block (EVA02-B, 8 windows of 336: 124 vs 139 ms
+    per MLP on this machine). Other MLP types run their own forward."""
+    if not isinstance(mlp, SwiGLU) or torch.is_grad_enabled() or mlp.training:
+        return mlp(x)
+    gate = mlp.fc1_g(x)
+    if type(mlp.act) is nn.SiLU:
+        torch.nn.functional.silu(gate, inplace=True)
+    else:
+        gate = mlp.act(gate)
+    gate.mul_(mlp.fc1_x(x))
+    return mlp.drop2(mlp.fc2(mlp.norm(mlp.drop1(gate))))

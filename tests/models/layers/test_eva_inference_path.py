@@ -1,13 +1,17 @@
-"""The one-pass RoPE (``rope_patch_rows``) and the EVA inference block written out with it, against
-timm's own ``apply_rot_embed_cat`` / ``EvaBlock.forward`` (float32 and float64, several shapes,
+"""The EVA inference path: the one-pass RoPE (``rope_patch_rows``), the in-place SwiGLU
+(``swiglu_inplace``) and the block written out with them, against timm's own
+``apply_rot_embed_cat`` / ``SwiGLU`` / ``EvaBlock.forward`` (float32 and float64, several shapes,
 strided inputs as the attention produces them)."""
 import pytest
 import torch
+from timm.layers import SwiGLU
 from timm.layers.pos_embed_sincos import apply_rot_embed_cat
+from torch import nn
 
 from declip_mm.models import DeCLIPVisionTransformer
 from declip_mm.models.layers import eva_rope_sincos, literal_rope, rope_patch_rows
 from declip_mm.models.layers import rope as rope_module
+from declip_mm.models.layers.lean_mlp import swiglu_inplace
 from declip_mm.testing import tiny_clip_config
 
 
@@ -81,3 +85,16 @@ def test_eva_inference_block_keeps_forward_hooks():
         m(torch.randn(1, 3, 32, 32))
     handle.remove()
     assert len(seen) == 1  # the hooked block ran timm's forward
+
+
+@pytest.mark.parametrize('act,dtype', [(nn.SiLU, torch.float32), (nn.GELU, torch.float32),
+                                       (nn.SiLU, torch.float64)])
+def test_swiglu_inplace_equals_timm(act, dtype):
+    torch.manual_seed(0)
+    mlp = SwiGLU(24, 40, act_layer=act, norm_layer=nn.LayerNorm).to(dtype).eval()
+    x = torch.randn(2, 9, 24, dtype=dtype)
+    with torch.no_grad():
+        want = mlp(x)
+        assert torch.equal(swiglu_inplace(mlp, x), want)
+    with torch.enable_grad():  # with autograd: timm's forward itself
+        assert torch.equal(swiglu_inplace(mlp, x), want)
