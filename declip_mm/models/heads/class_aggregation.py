@@ -27,6 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .guided_linear import guided_linear
+
 __all__ = ['linear_attention', 'ClassAggregation']
 
 
@@ -99,20 +101,19 @@ class ClassAggregation(nn.Module):
         if n_pad:
             tokens = torch.cat([tokens, self.pad_token.expand(tokens.shape[0], n_pad, -1)], dim=1)
         y = self.norm1(tokens)
-        qk_in = y
-        if guidance is not None:
-            g = guidance
-            if n_pad and self.pad_guidance is not None:
-                g = torch.cat([g, self.pad_guidance.expand(b, n_pad, -1)], dim=1)
-            g = g[:, None].expand(-1, hp * wp, -1, -1).reshape(b * hp * wp, g.shape[1], -1)
-            qk_in = torch.cat([y, g], dim=-1)
+        g = guidance  # (B, T, G): one text guidance per class, shared by every location
+        if g is not None and n_pad and self.pad_guidance is not None:
+            g = torch.cat([g, self.pad_guidance.expand(b, n_pad, -1)], dim=1)
         n, length = tokens.shape[:2]
-        q = self.q(qk_in).view(n, length, self.num_heads, -1)
-        k = self.k(qk_in).view(n, length, self.num_heads, -1)
+        # every token is a key and a value; only the T real classes are queries and go through the
+        # MLP (per-token steps: the padding rows' outputs are dropped, as in the public code)
+        q = guided_linear(self.q, y[:, :t], None if g is None else g[:, :t])
+        k = guided_linear(self.k, y, g)
         v = self.v(y).view(n, length, self.num_heads, -1)
-        tokens = tokens + linear_attention(q, k, v).reshape(n, length, c)
+        attn = linear_attention(q.view(n, t, self.num_heads, -1),
+                                k.view(n, length, self.num_heads, -1), v)
+        tokens = tokens[:, :t] + attn.reshape(n, t, c)
         tokens = tokens + self.mlp(self.norm2(tokens))
-        tokens = tokens[:, :t]  # drop the padding
         upd = tokens.view(b, hp, wp, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, hp, wp)
         if p > 1:
             upd = F.interpolate(upd, size=(h, w), mode='bilinear', align_corners=True)

@@ -24,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .guided_linear import guided_linear
+
 __all__ = ['GuidedSwinBlock', 'SpatialAggregation', 'shifted_window_mask', 'effective_window']
 
 
@@ -65,7 +67,8 @@ class GuidedSwinBlock(nn.Module):
         mlp_ratio (float): Defaults to 4.
 
     Shapes:
-        x (B', h, w, C), guidance (B', h, w, G) or None -> (B', h, w, C)
+        x (B T, h, w, C), guidance (B, h, w, G) or None -> (B T, h, w, C): the guidance of an image
+        is shared by its T class maps (T = 1: one guidance per map)
     """
 
     def __init__(self, embed_dims: int = 128, guidance_dims: int = 128, num_heads: int = 4,
@@ -110,15 +113,24 @@ class GuidedSwinBlock(nn.Module):
             raise ValueError(f'the {h}x{w} cost grid is not a multiple of the window size {window}; '
                              'use input sizes whose token grid the window divides (e.g. 384 -> 24)')
         y = self.norm1(x)
-        qk_in = y if guidance is None else torch.cat([y, guidance], dim=-1)
         if shift:
-            qk_in = torch.roll(qk_in, shifts=(-shift, -shift), dims=(1, 2))
             y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
-        q = self._heads(self._partition(self.q(qk_in), window))
-        k = self._heads(self._partition(self.k(qk_in), window))
+            if guidance is not None:
+                guidance = torch.roll(guidance, shifts=(-shift, -shift), dims=(1, 2))
+        q = self._heads(self._partition(guided_linear(self.q, y, guidance), window))
+        k = self._heads(self._partition(guided_linear(self.k, y, guidance), window))
         v = self._heads(self._partition(self.v(y), window))
-        mask = self._mask((h, w), window, shift, x.device)[:, None] if shift else None
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B', nW, heads, N, d)
+        nw, n = q.shape[1], q.shape[3]
+        # 4-D (B' nW, heads, N, d) views: PyTorch's fused CPU kernel takes only 4-D inputs (5-D ones
+        # fall back to the explicit math path, 4-5x slower here); the (nW, N, N) shift mask is
+        # repeated over B' to match (a bool copy, B' nW N² bytes)
+        mask = None
+        if shift:
+            mask = self._mask((h, w), window, shift, x.device)[None, :, None]
+            mask = mask.expand(b, -1, -1, -1, -1).reshape(b * nw, 1, n, n)
+        q, k, v = (t.reshape(b * nw, self.num_heads, n, -1) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B' nW, heads, N, d)
+        o = o.view(b, nw, self.num_heads, n, -1)
         o = o.transpose(2, 3).reshape(b, h // window, w // window, window, window, c)
         o = self.proj(o.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c))
         if shift:
@@ -153,7 +165,6 @@ class SpatialAggregation(nn.Module):
         x = x.permute(0, 2, 3, 4, 1).reshape(b * t, h, w, c)
         g = None
         if guidance is not None and self.guidance_norm is not None:
-            g = self.guidance_norm(guidance.permute(0, 2, 3, 1))  # (B, h, w, G)
-            g = g[:, None].expand(-1, t, -1, -1, -1).reshape(b * t, h, w, -1)
+            g = self.guidance_norm(guidance.permute(0, 2, 3, 1))  # (B, h, w, G), shared by T maps
         x = self.block2(self.block1(x, g), g)
         return x.view(b, t, h, w, c).permute(0, 4, 1, 2, 3)

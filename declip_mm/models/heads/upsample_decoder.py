@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ['GuidedUpStage', 'UpsampleDecoder']
@@ -47,13 +47,19 @@ class GuidedUpStage(nn.Module):
 
     def forward(self, x: Tensor, guidance: Optional[Tensor] = None) -> Tensor:
         x = self.up(x)
-        if self.guidance_channels:
-            if guidance is None:
-                raise ValueError('this decoder stage expects guidance features')
-            t = x.shape[0] // guidance.shape[0]
-            g = guidance[:, None].expand(-1, t, -1, -1, -1).reshape(x.shape[0], *guidance.shape[1:])
-            x = torch.cat([x, g], dim=1)
-        return self.conv(x)
+        if not self.guidance_channels:
+            return self.conv(x)
+        if guidance is None:
+            raise ValueError('this decoder stage expects guidance features')
+        # conv3x3([x, g]) = conv3x3(x; W_x) + conv3x3(g; W_g) (zero padding splits too): the
+        # guidance term once per image, broadcast over its T class maps, instead of concatenating
+        # the guidance to every class map and convolving it T times
+        first = self.conv[0]
+        cx = x.shape[1]
+        y = F.conv2d(x, first.weight[:, :cx], None, padding=first.padding)
+        y = y.unflatten(0, (guidance.shape[0], -1))  # (B, T, out, 2h, 2w)
+        y += F.conv2d(guidance, first.weight[:, cx:], None, padding=first.padding)[:, None]
+        return self.conv[1:](y.flatten(0, 1))
 
 
 class UpsampleDecoder(nn.Module):

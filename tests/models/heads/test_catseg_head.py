@@ -271,3 +271,30 @@ def test_default_sizes_are_the_papers():
     assert [m.stride for m in dec.guidance_up] == [(2, 2), (4, 4)]
     assert dec.stage1.conv[0].out_channels == 64 and dec.stage2.conv[0].out_channels == 32
     assert dec.cls.out_channels == 1
+
+
+@pytest.mark.parametrize('shift', [0, 2])
+def test_guidance_shared_by_class_maps(shift):
+    """One guidance per image, broadcast over its T class maps (W_y y + W_g g) = the reference
+    block on every class map with the guidance concatenated."""
+    torch.manual_seed(0)
+    blk = GuidedSwinBlock(8, 4, num_heads=2, window_size=4, shift_size=shift).double()
+    x = torch.randn(2 * 3, 8, 8, 8, dtype=torch.float64)
+    g = torch.randn(2, 8, 8, 4, dtype=torch.float64)
+    expanded = g.repeat_interleave(3, dim=0)
+    torch.testing.assert_close(blk(x, g), swin_reference(blk, x, expanded), atol=1e-10, rtol=1e-10)
+
+
+def test_decoder_stage_guidance_split_equals_concatenation():
+    """conv3x3([up(x), g]) with the guidance term computed once per image = the public Up/DoubleConv
+    with the guidance concatenated to every class map (float64)."""
+    from declip_mm.models.heads.upsample_decoder import GuidedUpStage
+    torch.manual_seed(0)
+    stage = GuidedUpStage(12, 8, 4).double().eval()
+    x = torch.randn(2 * 3, 12, 5, 7, dtype=torch.float64)
+    g = torch.randn(2, 4, 10, 14, dtype=torch.float64)
+    up = stage.up(x)
+    want = stage.conv(torch.cat([up, g.repeat_interleave(3, dim=0)], dim=1))
+    torch.testing.assert_close(stage(x, g), want, atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match='expects guidance'):
+        stage(x)
