@@ -12,6 +12,9 @@ public code's cost structure:
 * **RoPE by the literal formula** (``literal_rope``): negate, stack, two products, sum and
   concatenate per q / k, as the official ``VisionRotaryEmbeddingFast`` (and timm) compute it, and EVA
   blocks through timm's own forward (declip_mm's inference path rotates in one complex product);
+* **the CAT-Seg head as the public code** (``literal_heads``): guidance repeated and concatenated
+  to every class map / location before each projection and the decoder's first conv, every padded
+  class token a query and through the MLP;
 * **windows one at a time at batch 1** (:func:`reference_slide_logits`): the sliding-window loop of
   the public training-free evaluator: each window's logits are resized to the window, zero-padded to
   the whole image and added (``preds += F.pad(window_logits, ...)``); the logits of all classes are then
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.heads.guided_linear import literal_heads
 from ..models.layers import literal_rope
 
 __all__ = ['explicit_attention', 'explicit_sdpa', 'reference_slide_logits', 'reference_predict',
@@ -148,7 +152,8 @@ def full_last_block(tower) -> Iterator[None]:
 
 def reference_catseg_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = None
                              ) -> List:
-    """``DeCLIPCATSegSegmentor.predict`` with explicit attention (the public CAT-Seg code batches
-    its five views as declip_mm does, so only the attention differs)."""
-    with explicit_attention(), literal_rope():
+    """``DeCLIPCATSegSegmentor.predict`` the public CAT-Seg way: explicit attention, the literal
+    RoPE, the head's guidance repeated and concatenated and every padded class token a query
+    (``literal_heads``); the public code batches its five views as declip_mm does."""
+    with explicit_attention(), literal_rope(), literal_heads():
         return segmentor.predict(inputs, data_samples)

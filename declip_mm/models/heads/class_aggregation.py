@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .guided_linear import guided_linear
+from .guided_linear import guided_linear, literal_heads_enabled
 
 __all__ = ['linear_attention', 'ClassAggregation']
 
@@ -107,13 +107,14 @@ class ClassAggregation(nn.Module):
         n, length = tokens.shape[:2]
         # every token is a key and a value; only the T real classes are queries and go through the
         # MLP (per-token steps: the padding rows' outputs are dropped, as in the public code)
-        q = guided_linear(self.q, y[:, :t], None if g is None else g[:, :t])
+        nq = length if literal_heads_enabled() else t  # the public code: every token a query
+        q = guided_linear(self.q, y[:, :nq], None if g is None else g[:, :nq])
         k = guided_linear(self.k, y, g)
         v = self.v(y).view(n, length, self.num_heads, -1)
-        attn = linear_attention(q.view(n, t, self.num_heads, -1),
+        attn = linear_attention(q.view(n, nq, self.num_heads, -1),
                                 k.view(n, length, self.num_heads, -1), v)
-        tokens = tokens[:, :t] + attn.reshape(n, t, c)
-        tokens = tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens[:, :nq] + attn.reshape(n, nq, c)
+        tokens = (tokens + self.mlp(self.norm2(tokens)))[:, :t]  # drop the padding
         upd = tokens.view(b, hp, wp, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, hp, wp)
         if p > 1:
             upd = F.interpolate(upd, size=(h, w), mode='bilinear', align_corners=True)

@@ -298,3 +298,27 @@ def test_decoder_stage_guidance_split_equals_concatenation():
     torch.testing.assert_close(stage(x, g), want, atol=1e-10, rtol=1e-10)
     with pytest.raises(ValueError, match='expects guidance'):
         stage(x)
+
+
+def test_literal_heads_compute_the_same():
+    """The reference mode's public way (guidance repeated and concatenated, padded classes as
+    queries) = the default way, float64."""
+    from declip_mm.models.heads.class_aggregation import ClassAggregation
+    from declip_mm.models.heads.guided_linear import literal_heads
+    from declip_mm.models.heads.upsample_decoder import GuidedUpStage
+    torch.manual_seed(0)
+    cls = ClassAggregation(8, 4, num_heads=2, pad_len=6).double().eval()
+    torch.nn.init.normal_(cls.pad_token)
+    torch.nn.init.normal_(cls.pad_guidance)
+    swin = GuidedSwinBlock(8, 4, num_heads=2, window_size=4, shift_size=2).double()
+    stage = GuidedUpStage(12, 8, 4).double().eval()
+    x = torch.randn(2, 8, 3, 4, 4, dtype=torch.float64)
+    tg, sg = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    xs, xu = torch.randn(6, 4, 4, 8, dtype=torch.float64), torch.randn(6, 12, 3, 3, dtype=torch.float64)
+    ug = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        fast = (cls(x, tg), swin(xs, sg), stage(xu, ug))
+        with literal_heads():
+            literal = (cls(x, tg), swin(xs, sg), stage(xu, ug))
+    for a, b in zip(fast, literal):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
