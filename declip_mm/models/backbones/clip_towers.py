@@ -315,9 +315,9 @@ class EvaViTOps(_TowerOps):
             return blk(x, rope=rope)
         q, k, v = self.attention_qkv(blk, x, rope)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        x = self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)).add_(x)  # x + attn: one buffer
+        x = _residual(x, self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)))
         m = swiglu_inplace(blk.mlp, blk.norm2(x))
-        return (blk.gamma_2 * m if blk.gamma_2 is not None else m).add_(x)
+        return _residual(x, blk.gamma_2 * m if blk.gamma_2 is not None else m)
 
     def ln1(self, blk: nn.Module, x: Tensor) -> Tensor:
         return blk.norm1(x)
@@ -342,6 +342,14 @@ class EvaViTOps(_TowerOps):
     def head(self, x: Tensor) -> Tensor:
         t = self.visual.trunk
         return t.head(t.fc_norm(t.norm(x)))
+
+
+def _residual(x: Tensor, branch: Tensor) -> Tensor:
+    """``x + branch`` written into ``branch`` (a fresh result) when that is the sum's dtype and shape;
+    otherwise (e.g. a bf16 branch of an fp32 stream under autocast) the promoting ``x + branch``."""
+    if branch.shape == x.shape and branch.dtype == torch.promote_types(x.dtype, branch.dtype):
+        return branch.add_(x)
+    return x + branch
 
 
 def _has_forward_hooks(*modules: nn.Module) -> bool:

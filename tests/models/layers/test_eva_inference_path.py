@@ -98,3 +98,21 @@ def test_swiglu_inplace_equals_timm(act, dtype):
         assert torch.equal(swiglu_inplace(mlp, x), want)
     with torch.enable_grad():  # with autograd: timm's forward itself
         assert torch.equal(swiglu_inplace(mlp, x), want)
+
+
+def test_eva_inference_block_under_bf16_autocast_equals_timm():
+    """bf16 teachers: the written-out block keeps timm's dtype promotion (an fp32 residual stream
+    with bf16 branches stays fp32), bit for bit."""
+    torch.manual_seed(0)
+    m = DeCLIPVisionTransformer(model_name=tiny_clip_config('eva02'), attn_mode='csa').eval()
+    ops = m.ops
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        tokens, grid = ops.embed(torch.randn(2, 3, 32, 40))
+        rope = ops.rope(grid, tokens)
+        for blk in ops.blocks():
+            with torch.inference_mode():
+                fast = ops.run_block(blk, tokens, rope)
+            want = blk(tokens, rope=rope)
+            assert fast.dtype == want.dtype == torch.float32
+            assert torch.equal(fast, want)
+            tokens = want
