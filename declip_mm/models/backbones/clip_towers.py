@@ -308,10 +308,11 @@ class EvaViTOps(_TowerOps):
         with :meth:`attention_qkv` (its one-pass RoPE, ``rope_patch_rows``): pre-norm attention with
         the default 1/sqrt(d) scale (timm's fused path), the attention's inner norm and projection,
         the FFN (``swiglu_inplace``) and the residual sums written into fresh results, the same
-        operations as timm's (bit-identical on this build). Blocks, attention or MLP modules with
-        forward hooks run timm's forward (hooks see what they expect)."""
+        operations as timm's (bit-identical on this build). Blocks that are not timm's plain
+        ``EvaBlock`` / ``EvaAttention`` with ``nn.Linear`` projections (subclasses, wrapped or
+        adapted layers) and blocks, attention or MLP modules with forward hooks run timm's forward."""
         if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
-                or _has_forward_hooks(blk, blk.attn, blk.mlp)):
+                or not _plain_eva_block(blk) or _has_forward_hooks(blk, blk.attn, blk.mlp)):
             return blk(x, rope=rope)
         q, k, v = self.attention_qkv(blk, x, rope)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
@@ -350,6 +351,17 @@ def _residual(x: Tensor, branch: Tensor) -> Tensor:
     if branch.shape == x.shape and branch.dtype == torch.promote_types(x.dtype, branch.dtype):
         return branch.add_(x)
     return x + branch
+
+
+def _plain_eva_block(blk: nn.Module) -> bool:
+    """timm's own EvaBlock / EvaAttention, projections plain ``nn.Linear`` (what ``run_block``'s
+    written-out forward reproduces)."""
+    from timm.models.eva import EvaAttention, EvaBlock
+    attn = blk.attn
+    if type(blk) is not EvaBlock or type(attn) is not EvaAttention:
+        return False
+    projections = [attn.qkv] if attn.qkv is not None else [attn.q_proj, attn.k_proj, attn.v_proj]
+    return all(type(p) is nn.Linear for p in projections + [attn.proj])
 
 
 def _has_forward_hooks(*modules: nn.Module) -> bool:

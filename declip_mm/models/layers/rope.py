@@ -79,6 +79,7 @@ def rope_patch_rows(x: Tensor, sincos: Tensor, num_prefix: int) -> Tensor:
     d = x.shape[-1]
     sin, cos = sincos.chunk(2, dim=-1)
     fast = (fast_rope_enabled() and not (torch.is_grad_enabled() and x.requires_grad)
+            and sincos.dim() == 2 and sincos.shape[0] == x.shape[-2] - num_prefix
             and x.dtype == sincos.dtype and x.dtype in (torch.float32, torch.float64)
             and x.stride(-1) == 1 and d % 2 == 0 and x.storage_offset() % 2 == 0
             and all(s % 2 == 0 for s in x.stride()[:-1])

@@ -116,3 +116,16 @@ def test_eva_inference_block_under_bf16_autocast_equals_timm():
             assert fast.dtype == want.dtype == torch.float32
             assert torch.equal(fast, want)
             tokens = want
+
+
+def test_eva_inference_block_falls_back_for_adapted_layers(monkeypatch):
+    """A wrapped projection (e.g. an adapter) is not what the written-out block reproduces: timm's
+    forward runs (attention_qkv is not used) and gives the wrapped layer's result."""
+    m = DeCLIPVisionTransformer(model_name=tiny_clip_config('eva02'), attn_mode='csa').eval()
+    blk = m.ops.blocks()[0]
+    blk.attn.q_proj = nn.Sequential(blk.attn.q_proj)
+    monkeypatch.setattr(type(m.ops), 'attention_qkv', None)
+    tokens, grid = m.ops.embed(torch.randn(1, 3, 32, 32))
+    rope = m.ops.rope(grid, tokens)
+    with torch.no_grad():
+        assert torch.equal(m.ops.run_block(blk, tokens, rope), blk(tokens, rope=rope))
