@@ -122,5 +122,16 @@ def main(argv=None):
     return runner
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly (all ranks done, gloo's threads joined) before the
+    interpreter exits: an exit with a live group can abort at teardown ('terminate called without
+    an active exception') after a successful run."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 if __name__ == '__main__':
     main()
+    shutdown_distributed()
