@@ -10,16 +10,17 @@ benchmarks' reference mode) the heads compute it the public way: repeated and co
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Optional
+from typing import ContextManager, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...utils.mode_switch import ModeSwitch
+
 __all__ = ['guided_linear', 'literal_heads', 'literal_heads_enabled']
 
-_LITERAL = [False]  # set by literal_heads()
+_LITERAL = ModeSwitch()  # on within literal_heads()
 
 
 def guided_linear(linear: nn.Linear, y: Tensor, guidance: Optional[Tensor]) -> Tensor:
@@ -46,17 +47,11 @@ def guided_linear(linear: nn.Linear, y: Tensor, guidance: Optional[Tensor]) -> T
 
 def literal_heads_enabled() -> bool:
     """True within :func:`literal_heads`."""
-    return _LITERAL[0]
+    return _LITERAL.on
 
 
-@contextlib.contextmanager
-def literal_heads() -> Iterator[None]:
+def literal_heads() -> ContextManager[None]:
     """Within the block the CAT-Seg head computes as the public code does: guidance repeated and
     concatenated before each projection / the decoder's first conv, every padded class token a
     query and through the MLP (the benchmarks' reference mode)."""
-    previous = _LITERAL[0]
-    _LITERAL[0] = True
-    try:
-        yield
-    finally:
-        _LITERAL[0] = previous
+    return _LITERAL.active()

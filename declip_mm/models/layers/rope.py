@@ -8,16 +8,17 @@ For a square S x S grid the positions are ``arange(S) * 16 / S`` exactly as in t
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import ContextManager, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
+from ...utils.mode_switch import ModeSwitch
+
 __all__ = ['eva_rope_sincos', 'apply_rope_interleaved', 'rope_patch_rows', 'literal_rope',
            'fast_rope_enabled']
 
-_LITERAL = [False]  # set by literal_rope()
+_LITERAL = ModeSwitch()  # on within literal_rope()
 
 
 def eva_rope_sincos(grid_hw: Tuple[int, int],
@@ -98,17 +99,11 @@ def rope_patch_rows(x: Tensor, sincos: Tensor, num_prefix: int) -> Tensor:
 
 def fast_rope_enabled() -> bool:
     """False within :func:`literal_rope`."""
-    return not _LITERAL[0]
+    return not _LITERAL.on
 
 
-@contextlib.contextmanager
-def literal_rope() -> Iterator[None]:
+def literal_rope() -> ContextManager[None]:
     """Within the block, RoPE is computed by the literal formula (negate, stack, two products, sum,
     concatenate, as timm and the official EVA-CLIP code do) and EVA blocks run timm's own forward:
     the benchmarks' reference mode."""
-    previous = _LITERAL[0]
-    _LITERAL[0] = True
-    try:
-        yield
-    finally:
-        _LITERAL[0] = previous
+    return _LITERAL.active()
