@@ -1,0 +1,97 @@
+"""Captions of miniature-world scenes, in the manner of web alt-text (docs/miniworld.md).
+
+Rules (pinned by tests/miniworld/test_generator.py): a caption names only classes present in the
+scene; when a thing is visible it names at least one thing class (the contrastive loss must see the
+things, not only the backgrounds); a number word ("two fish") is the exact count of that class's
+visible objects; a colour word ("a red fish") is only used for a class with one visible object, and
+is that object's main colour. Stuff is named only if it covers at least 10 % of the image.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .classes import CLASS_INDEX, PLURALS
+
+NUMBER_WORDS = {1: 'one', 2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven'}
+
+_THING_TEMPLATES = (
+    '{things}',
+    'a photo of {things}',
+    'photo of {things}',
+    'an image of {things}',
+    'a picture of {things}',
+    'close-up of {things}',
+    '{things}.',
+)
+_BOTH_TEMPLATES = (
+    '{things} on the {stuff}',
+    '{things} on {stuff}',
+    'a photo of {things} on the {stuff}',
+    '{stuff}, {things}',
+    '{things} with {stuff} behind',
+    '{things} against a {stuff} background',
+    'a picture of {things} and {stuff}',
+    '{things} near the {stuff}',
+    'photo of {things} over {stuff}',
+)
+_STUFF_TEMPLATES = (
+    '{stuff}',
+    'a photo of {stuff}',
+    '{stuff} texture',
+    'a picture of {stuff}',
+    'close-up of {stuff}',
+)
+
+
+def join_words(words):
+    """'a', 'a and b', 'a, b and c'."""
+    words = list(words)
+    if len(words) <= 1:
+        return ''.join(words)
+    return ', '.join(words[:-1]) + ' and ' + words[-1]
+
+
+def _article(word):
+    return 'an' if word[0] in 'aeiou' else 'a'
+
+
+def thing_phrase(name, count, rng, colour=None):
+    """Noun phrase for ``count`` visible objects of class ``name`` (count exact when a number)."""
+    if count == 1:
+        if colour is not None and rng.random() < 0.25:
+            return f'{_article(colour)} {colour} {name}'
+        return rng.choice([f'{_article(name)} {name}', f'{_article(name)} {name}', f'one {name}'])
+    plural = PLURALS[name]
+    if rng.random() < 0.6:
+        return f'{NUMBER_WORDS[count]} {plural}'
+    return rng.choice([plural, f'some {plural}', f'several {plural}'] if count > 2
+                      else [plural, f'some {plural}'])
+
+
+def make_caption(scene, rng) -> str:
+    """A caption of ``scene`` (a generator.Scene) drawn with ``rng`` (see the module rules)."""
+    counts = Counter(name for name, _ in scene.objects)
+    first_colour = {}
+    for (name, _), cnames in zip(scene.objects, scene.colour_names):
+        first_colour.setdefault(name, cnames[0])
+    things = list(counts)
+    rng.shuffle(things)
+    if len(things) > 1 and rng.random() < 0.35:
+        things = things[:int(rng.integers(1, len(things)))]        # name some, not all
+    frac = np.bincount(scene.label.ravel(), minlength=len(CLASS_INDEX)) / scene.label.size
+    stuff = [s for s in scene.stuff_layers if frac[CLASS_INDEX[s]] >= 0.1]
+    stuff.sort(key=lambda s: -frac[CLASS_INDEX[s]])
+    if len(stuff) > 1 and rng.random() < 0.5:
+        stuff = stuff[:1]                                           # the dominant one only
+    if things:
+        phrase = join_words(thing_phrase(t, counts[t], rng, first_colour[t] if counts[t] == 1
+                                         else None) for t in things)
+        if stuff and rng.random() < 0.6:
+            template = _BOTH_TEMPLATES[int(rng.integers(len(_BOTH_TEMPLATES)))]
+            return template.format(things=phrase, stuff=join_words(stuff))
+        return _THING_TEMPLATES[int(rng.integers(len(_THING_TEMPLATES)))].format(things=phrase)
+    if not stuff:   # only slivers of stuff: name the largest anyway
+        stuff = [max(scene.stuff_layers, key=lambda s: frac[CLASS_INDEX[s]])]
+    return _STUFF_TEMPLATES[int(rng.integers(len(_STUFF_TEMPLATES)))].format(stuff=join_words(stuff))
