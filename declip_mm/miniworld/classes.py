@@ -33,6 +33,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     'black': (25, 25, 25),
     'brown': (125, 75, 35),
     'grey': (128, 128, 128),
-    'cyan': (40, 195, 210),
+    'teal': (40, 195, 210),
 }
 PALETTE_NAMES: tuple[str, ...] = tuple(PALETTE)
