@@ -47,6 +47,9 @@ def test_labels_match_pixels_and_paint_order(scenes):
             px = sc.image[vis].astype(np.int64)
             c0, c1 = (np.asarray(c, dtype=np.int64) for c in sc.colours[i])
             assert ((px == c0).all(1) | (px == c1).all(1)).all(), name
+            assert sc.colour_names[i][0] != sc.colour_names[i][1]   # two different palette entries
+            # no object is hidden beyond the generator's rule (at least 40 % stays visible)
+            assert vis.sum() >= 0.4 * sc.full_masks[i].sum()
         # the rest is stuff: labelled with a stuff class whose texture shows exactly there
         thing = np.zeros((h, w), dtype=bool)
         for _, vis in sc.objects:
