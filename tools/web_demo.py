@@ -55,6 +55,8 @@ MAX_CLASSES = 200
 MAX_NAMES = 400               # names over all classes (synonyms included)
 MAX_NAME_LENGTH = 100         # characters per name
 FIELDS_BYTES = 1 << 20        # room for the other JSON fields (class text, mode, ...)
+PROB_SIDE = 1024              # kept probability maps: long side at most this (shown at <= 420 px)
+PROB_BUDGET = 256 << 20       # bytes of kept probability maps over all kept results
 SAMPLES = ('astronaut', 'chelsea', 'coffee', 'rocket')  # shipped inside scikit-image's wheel
 PAGE = osp.join(ROOT, 'tools', 'web_demo.html')
 
@@ -108,6 +110,20 @@ def decode_data_url(url, max_bytes: int = MAX_IMAGE_MB << 20,
         return np.asarray(ImageOps.exif_transpose(img).convert('RGB'))
     except Exception as e:
         raise ValueError(f'cannot decode the uploaded image: {e}') from e
+
+
+def shown_probs(probs: np.ndarray, side: int = PROB_SIDE) -> np.ndarray:
+    """(C, H, W) probabilities in [0, 1] -> (C, h, w) uint8 for the page's maps: long side at most
+    ``side`` (area average), quantised to 256 levels (the heat map's colour table has 256)."""
+    import torch
+    import torch.nn.functional as F
+    c, h, w = probs.shape
+    t = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))
+    scale = side / max(h, w)
+    if scale < 1:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        t = F.interpolate(t[None], size=size, mode='area')[0]
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def sample_photos() -> dict:
@@ -225,8 +241,9 @@ class SegmentationApp:
             with self.queue_lock:
                 self.queue.pop(ticket, None)
         rid = uuid.uuid4().hex[:12]
-        self.results[rid] = res.probs.astype(np.float16)
-        while len(self.results) > self.keep:
+        self.results[rid] = shown_probs(res.probs)  # not the full-resolution float maps
+        while len(self.results) > 1 and (len(self.results) > self.keep or sum(
+                p.nbytes for p in self.results.values()) > PROB_BUDGET):
             self.results.popitem(last=False)
         return dict(id=rid, width=int(image.shape[1]), height=int(image.shape[0]),
                     overlay=png_data_url(res.overlay), legend=res.legend, seconds=round(seconds, 3),
@@ -238,7 +255,7 @@ class SegmentationApp:
         if probs is None or not 0 <= k < probs.shape[0]:
             raise KeyError(f'no probability map {rid}/{k}')
         buf = io.BytesIO()
-        Image.fromarray(prob_heatmap(probs[k].astype(np.float32))).save(buf, format='PNG')
+        Image.fromarray(prob_heatmap(probs[k].astype(np.float32) / 255)).save(buf, format='PNG')
         return buf.getvalue()
 
 

@@ -166,7 +166,8 @@ def test_page_exif_classes_limits_and_queue(server, tmp_path):
 
     def submit(classes):
         js("document.getElementById('classes').value = arguments[0];"
-           "document.getElementById('legend').innerHTML = '';", classes)
+           "document.getElementById('legend').innerHTML = '';"
+           "document.getElementById('status').textContent = '';", classes)
         drv.find_element(By.ID, 'submit').click()
 
     def done():

@@ -84,7 +84,7 @@ def data_url(raw: bytes) -> str:
 
 def raw(port, method, path, body=None, host='default', ctype='application/json', origin=None,
         length='auto', timeout=20):
-    """One request with exactly these headers (http.client adds none): (status, JSON or text)."""
+    """One request with exactly these headers (http.client adds none): (status, JSON or bytes)."""
     conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -102,7 +102,7 @@ def raw(port, method, path, body=None, host='default', ctype='application/json',
         try:
             return r.status, json.loads(data)
         except ValueError:
-            return r.status, data.decode(errors='replace')
+            return r.status, data
     finally:
         conn.close()
 
@@ -318,6 +318,42 @@ def test_queue_status(server):
         t.join(120)
     assert all(answers[t][0] == 200 for t in ('first', 'second', 'third')), answers
     assert status('first')['state'] == 'unknown' and status('first')['last_seconds'] > 0
+
+
+def area_resize(x, h, w):
+    """Reference: the mean over each output pixel's input window [floor(i*H/h), ceil((i+1)*H/h)),
+    rows then columns (adaptive average pooling), float64."""
+    H, W = x.shape[-2:]
+    rows = np.stack([x[..., i * H // h: -(-(i + 1) * H // h), :].mean(-2) for i in range(h)], -2)
+    return np.stack([rows[..., j * W // w: -(-(j + 1) * W // w)].mean(-1) for j in range(w)], -1)
+
+
+def test_kept_probability_maps_are_small(server, monkeypatch):
+    """The page keeps 8-bit maps of at most 1024 px on the long side, not (C, H, W) float16 at full
+    resolution, and drops the oldest results beyond PROB_BUDGET bytes."""
+    from declip_mm.apis.overlay import prob_heatmap
+    port, app = server
+    img = np.asarray(Image.fromarray(photo()).resize((1100, 600), Image.BICUBIC))
+    body = segment_body(classes='sky; grass; road', image=data_url(png_bytes(img)))
+    status, res = raw(port, 'POST', '/segment', body, timeout=120)
+    assert status == 200, res
+    kept = app.results[res['id']]
+    assert kept.dtype == np.uint8 and kept.shape == (3, 559, 1024)
+    probs = app.inferencer.inner(img, classes='sky; grass; road', mode='whole').probs
+    ref = area_resize(probs.astype(np.float64), 559, 1024)
+    assert np.abs(kept / 255 - ref).max() <= 0.5 / 255 + 1e-5  # rounding to 256 levels only
+    conn_status, png = raw(port, 'GET', f"/prob/{res['id']}/1.png")
+    assert conn_status == 200
+    served = np.asarray(Image.open(io.BytesIO(png)))
+    np.testing.assert_array_equal(served, prob_heatmap(kept[1] / 255))
+    colour_step = np.abs(np.diff(prob_heatmap(np.linspace(0, 1, 256)).astype(int), axis=0)).max()
+    assert np.abs(served.astype(int) - prob_heatmap(ref[1]).astype(int)).max() <= colour_step
+    # beyond the byte budget the oldest result goes; the newest stays
+    monkeypatch.setattr(web_demo, 'PROB_BUDGET', int(kept.nbytes * 1.5))
+    status, res2 = raw(port, 'POST', '/segment', body, timeout=120)
+    assert status == 200 and res['id'] not in app.results and res2['id'] in app.results
+    assert raw(port, 'GET', f"/prob/{res['id']}/1.png")[0] == 404
+    assert raw(port, 'GET', f"/prob/{res2['id']}/1.png")[0] == 200
 
 
 def test_busy_port_fails_before_the_model_is_built(monkeypatch):
