@@ -25,6 +25,9 @@ What the server accepts (anything else gets a 4xx answer with a message, never a
   EXIF orientation is applied, as the browser's preview and ``DeCLIPInferencer`` do.
 - ``GET /status?ticket=T``: where request ``T`` is (waiting behind N others, or running for S s),
   which the page shows while it waits; one segmentation runs at a time.
+
+The probability maps kept for the page's class menu are 8-bit, at most ``PROB_SIDE`` px on the long
+side (the page shows them at <= 420 px), and the oldest results are dropped beyond ``PROB_BUDGET``.
 """
 import argparse
 import base64
@@ -273,6 +276,7 @@ def make_handler(app: SegmentationApp, page: str, allowed_hosts=()):
 
     class Handler(BaseHTTPRequestHandler):
         server_version = 'declip-web-demo'
+        timeout = 60  # seconds a client may stall (e.g. a body shorter than its Content-Length)
 
         def log_message(self, fmt, *args):  # keep the console for our own lines
             pass

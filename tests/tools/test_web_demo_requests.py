@@ -56,6 +56,7 @@ def server():
     srv, app = web_demo.make_server(web_demo.parse_args(
         ['--port', '0', '--allow-host', 'demo.example', '--cfg-options', *FAST]))
     app.inferencer = Gate(app.inferencer)
+    app.http_server = srv
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv.server_address[1], app
     srv.shutdown()
@@ -203,6 +204,20 @@ def test_malformed_bodies(server):
         status, res = raw(port, 'POST', '/segment', json.dumps(payload).encode())
         assert status == 400 and msg in res['error'], (field, value, res)
     assert app.inferencer.calls == before
+
+
+def test_stalled_body_is_dropped(server, monkeypatch):
+    """A client that sends less than its Content-Length does not hold a thread forever."""
+    port, app = server
+    handler = app.http_server.RequestHandlerClass
+    assert handler.timeout == 60
+    monkeypatch.setattr(handler, 'timeout', 1)
+    with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
+        s.sendall(b'POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json'
+                  b'\r\nContent-Length: 100\r\n\r\n{"image": ')
+        t0 = time.perf_counter()
+        assert s.recv(100) == b''  # closed after the handler's timeout, no answer
+        assert time.perf_counter() - t0 < 20
 
 
 def test_upload_limit_is_the_image_file_size(server):
