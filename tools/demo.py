@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Open-vocabulary segmentation of your images with your class names, written as overlays.
 
-    python tools/demo.py IMAGE [IMAGE ...] --classes "cat; grass, lawn; sky" [--config CONFIG]
+    python tools/demo.py IMAGE [IMAGE ...] (--classes "cat; grass, lawn; sky" | --classes-file FILE)
+                         [--config CONFIG]
                          [--weights CKPT] [--out overlay.png | --out-dir DIR] [--mode whole]
                          [--prob-thd 0.3] [--device cpu] [--cfg-options k=v ...]
 
-Classes are separated by ';', synonyms of a class by ','. A thin wrapper over
+Classes are separated by ';', synonyms of a class by ','; ``--classes`` is always names (a file name
+there is the name of one class). ``--classes-file`` reads a class file: one class per line, synonyms
+separated by ';' or ','. A thin wrapper over
 ``declip_mm.apis.DeCLIPInferencer`` (the config's test pipeline and segmentor, e.g. the benchmark
 protocol of ``DeCLIPZeroShotSegmentor``). Pixels whose top probability is below ``--prob-thd`` are
 drawn as "unlabeled" unless the list has a class named "background", which then receives them.
@@ -21,19 +24,31 @@ DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'training_free',
                           'declip_eva02-b16_training-free_ade20k-448.py')
 
 
-def parse_classes(text: str):
-    """``"cat; grass, lawn"`` -> ``[['cat'], ['grass', 'lawn']]``; an empty list exits."""
+def parse_classes(text: str = None, file: str = None):
+    """``"cat; grass, lawn"`` -> ``[['cat'], ['grass', 'lawn']]``, or the classes of ``file``; a bad
+    list exits with the reason."""
+    from pathlib import Path
+
     from declip_mm.apis import parse_classes as _parse
     try:
-        return _parse(text)
-    except ValueError as e:
-        raise SystemExit(f'--classes: {e}') from e
+        if file is not None:
+            return _parse(Path(file))
+        names = _parse(text)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f'--classes{"-file" if file is not None else ""}: {e}') from e
+    if len(names) == 1 and osp.isfile(text.strip()):
+        print(f'note: --classes is class names, so {text.strip()!r} is one class; to read that '
+              'file, use --classes-file')
+    return names
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('images', nargs='+', help='input image(s)')
-    p.add_argument('--classes', required=True, help='"cat; grass, lawn; sky" or a class-name file')
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument('--classes', help='class names: "cat; grass, lawn; sky" (never read as a file)')
+    group.add_argument('--classes-file', metavar='FILE',
+                       help="class-name file: one class per line, synonyms split by ';' or ','")
     p.add_argument('--config', default=DEFAULT_CONFIG, help='a config file or name')
     p.add_argument('--weights', default=None,
                    help='CLIP / DeCLIP image-tower checkpoint, or a whole segmentor checkpoint')
@@ -59,7 +74,7 @@ def main(argv=None):
         raise SystemExit(f'image not found: {", ".join(missing)}')
     if len(args.images) > 1 and args.out_dir is None:
         raise SystemExit('several images need --out-dir (one --out file would be overwritten)')
-    classes = parse_classes(args.classes)
+    classes = parse_classes(args.classes, args.classes_file)
     from declip_mm.apis import DeCLIPInferencer
     inferencer = DeCLIPInferencer(args.config, checkpoint=args.weights, device=args.device,
                                   cfg_options=args.cfg_options, text_checkpoint=args.text_weights,

@@ -31,7 +31,10 @@ ADE_TEST = osp.join(ROOT, 'configs', 'training_free', 'declip_eva02-b16_training
 MARKER = '.declip_quickstart'
 #: what the quick-start writes into --out-dir; a rerun removes exactly these, nothing else
 OUTPUTS = ('data', 'train', 'eval', 'overlays', 'arch.json')
-PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left')
+#: photo name -> the ``skimage.data`` function that returns it from the wheel (no download);
+#: ``stereo_motorcycle`` returns (left, right, disparity): the left view is used
+PHOTOS = {'astronaut': 'astronaut', 'chelsea': 'chelsea', 'coffee': 'coffee', 'rocket': 'rocket',
+          'motorcycle': 'stereo_motorcycle'}
 DEMO_CLASSES = 'person, astronaut; cat; cup, coffee; rocket; sky; motorcycle; flag; grass'
 
 
@@ -80,9 +83,11 @@ def sample_photos(max_side: int):
     except ImportError as e:
         raise SystemExit('the quick-start needs scikit-image (requirements/optional.txt)') from e
     out = {}
-    for name in PHOTOS:
+    for name, loader in PHOTOS.items():
         try:
-            img = getattr(data, name)()
+            img = getattr(data, loader)()
+            if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
+                img = img[0]
         except Exception as e:  # an image that this scikit-image would have to download: skip it
             print(f'   skipped sample photo {name!r}: scikit-image cannot provide it offline here '
                   f'({type(e).__name__}: {e})')

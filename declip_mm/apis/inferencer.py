@@ -113,7 +113,8 @@ class DeCLIPInferencer:
         cfg_options (dict, optional): config overrides (``--cfg-options`` style keys).
         text_checkpoint (str, optional): CLIP checkpoint of the text tower, when the config's
             ``model.text_encoder.pretrained`` should be replaced (a DeCLIP export has no text tower).
-        classes: default class list of calls that give none (any spelling of :func:`parse_classes`).
+        classes: default class list of calls that give none (any spelling of :func:`parse_classes`:
+            a string is always class names; a class file is read only from a ``pathlib.Path``).
         prob_thd (float, optional): default confidence threshold; None takes the config's.
     """
 
@@ -219,8 +220,9 @@ class DeCLIPInferencer:
             with open(path, 'rb') as f:
                 bgr = decode_image_bytes(f.read(), path, channel_order='bgr')
             return np.ascontiguousarray(bgr[..., ::-1]), osp.splitext(osp.basename(path))[0]
-        if isinstance(img, Image.Image):
-            return np.asarray(img.convert('RGB')), f'image_{index}'
+        if isinstance(img, Image.Image):  # EXIF orientation applied, as cv2 does for a path
+            from PIL import ImageOps
+            return np.asarray(ImageOps.exif_transpose(img).convert('RGB')), f'image_{index}'
         if isinstance(img, np.ndarray):
             arr = img
             if arr.ndim == 2:
@@ -290,8 +292,11 @@ class DeCLIPInferencer:
         """Segment one image or a list of images.
 
         Args:
-            inputs: a path, an RGB array (H, W, 3) uint8, a PIL image, or a list of them.
-            classes: the class list (see :func:`parse_classes`); None reuses the last one.
+            inputs: a path, an RGB array (H, W, 3) uint8, a PIL image, or a list of them. The
+                EXIF orientation of a path or a PIL image is applied (as cv2 / a browser show it).
+            classes: the class list (see :func:`parse_classes`): ``'cat; grass, lawn'`` (a string is
+                always names, never a file name), a list, or ``pathlib.Path('classes.txt')`` to read
+                a class file; None reuses the last one.
             mode: None = the config's protocol (e.g. 'slide' windows of the benchmarks), 'whole' =
                 the whole (resized) image in one forward: quicker.
             prob_thd: pixels whose top class score is below it become unlabeled (see module doc);

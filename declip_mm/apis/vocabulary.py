@@ -2,41 +2,107 @@
 from __future__ import annotations
 
 import os
-import os.path as osp
-from typing import List, Sequence, Union
+import re
+from typing import List, Optional, Sequence, Union
 
 import torch
 
 from ..datasets.class_names import load_class_names
 
-__all__ = ['ClassesInput', 'BACKGROUND_NAMES', 'parse_classes', 'set_segmentor_classes']
+__all__ = ['ClassesInput', 'BACKGROUND_NAMES', 'parse_classes', 'read_class_file',
+           'set_segmentor_classes']
 
-ClassesInput = Union[str, Sequence[Union[str, Sequence[str]]]]
+ClassesInput = Union[str, 'os.PathLike[str]', Sequence[Union[str, Sequence[str]]]]
 #: a class with one of these names receives the low-confidence pixels (see the inferencer)
 BACKGROUND_NAMES = ('background', )
+#: synonym separators of a user class file (both accepted, as in the string form's ``,``)
+FILE_SEPARATORS = ';,'
+EXAMPLE = '"cat; grass, lawn; sky"'
 
 
-def parse_classes(classes: ClassesInput, separator: str = ';') -> List[List[str]]:
+def _name_key(name: str) -> str:
+    """Names that the tokenizer cannot tell apart compare equal (case, runs of spaces)."""
+    return ' '.join(name.lower().split())
+
+
+def _check_names(names: List[List[str]], source: str) -> List[List[str]]:
+    """Drop a name repeated inside one class; refuse a name given to two classes."""
+    owner: dict = {}
+    out = []
+    for i, group in enumerate(names):
+        kept = []
+        for n in group:
+            key = _name_key(n)
+            j = owner.setdefault(key, i)
+            if j != i:
+                raise ValueError(
+                    f'{source}: the name {n!r} is in class {j + 1} ({names[j][0]!r}) and in class '
+                    f'{i + 1} ({group[0]!r}); a name may stand for one class only (two classes '
+                    f'would split its probability). Make them one class, e.g. '
+                    f'"{", ".join(dict.fromkeys(names[j] + group))}", or drop one')
+            if all(_name_key(k) != key for k in kept):
+                kept.append(n)
+        out.append(kept)
+    return out
+
+
+def read_class_file(path: os.PathLike, separator: Optional[str] = None) -> List[List[str]]:
+    """A user class file: one class per line, its synonyms split at ``;`` **and** ``,`` (or only at
+    ``separator`` when given); blank lines and ``#`` lines are skipped."""
+    path = os.fspath(path)
+    seps = FILE_SEPARATORS if separator is None else separator
+    lines = load_class_names(path, seps[0])
+    pattern = '|'.join(re.escape(c) for c in seps)
+    return [[n.strip() for g in line for n in re.split(pattern, g) if n.strip()] for line in lines]
+
+
+def parse_classes(classes: ClassesInput, separator: Optional[str] = None) -> List[List[str]]:
     """A class list in any of the accepted spellings -> one list of names per class.
 
     Args:
-        classes: ``'person, man; sky'`` (classes split by ``;``, synonyms by ``,``), a class-name file
-            (one class per line, synonyms split by ``separator``), or a list whose entries are a name
-            or a list of synonyms.
-        separator: synonym separator inside a class-name file. Defaults to ``';'``.
+        classes: one of
+            - a string of class names, ``'person, man; sky'`` (classes split by ``;``, synonyms by
+              ``,``). A string is **always names, never a file name**: ``'cat'`` is the class
+              "cat" even when a file ``./cat`` exists (input from a web page or an API string is
+              data, not a server path);
+            - a ``pathlib.Path`` (any ``os.PathLike``) of a class file: one class per line, synonyms
+              split at ``;`` or ``,`` (both accepted), ``#`` lines skipped;
+            - a list whose entries are a name or a list of synonyms.
+        separator: synonym separator of a class file when only one of ``;`` / ``,`` may split
+            (default: both).
+
+    A name repeated inside a class is kept once. The same name in two classes is refused (the two
+    classes would split its probability): the error names both classes.
+
+    Raises:
+        TypeError: ``classes`` (or an entry) of another type, e.g. ``classes=5``.
+        ValueError: no names, an empty class, or a name in two classes.
+        FileNotFoundError: a Path that is not a file.
     """
-    if isinstance(classes, (str, os.PathLike)):
-        text = os.fspath(classes)
-        if osp.isfile(text):
-            return load_class_names(text, separator)
-        groups = [[n for n in c.split(',')] for c in text.split(';')]
-        groups = [[n.strip() for n in g if n.strip()] for g in groups]
-        names = [g for g in groups if g]
-    else:
+    if isinstance(classes, str):
+        groups = [[n.strip() for n in c.split(',')] for c in classes.split(';')]
+        names = [[n for n in g if n] for g in groups]
+        names = [g for g in names if g]
+        source = 'classes'
+    elif isinstance(classes, os.PathLike):
+        names = read_class_file(classes, separator)
+        source = f'class file {os.fspath(classes)!r}'
+    elif isinstance(classes, (list, tuple)):
+        for i, entry in enumerate(classes):
+            ok = isinstance(entry, str) or (isinstance(entry, (list, tuple))
+                                            and all(isinstance(n, str) for n in entry))
+            if not ok:
+                raise TypeError(f'class {i + 1} of the list is {entry!r} ({type(entry).__name__}); '
+                                'each entry is a name (str) or a list of synonyms (str)')
         names = load_class_names(list(classes))
+        source = 'classes'
+    else:
+        raise TypeError(f'classes must be a string of names like {EXAMPLE}, a list of names '
+                        '(or of synonym lists), or a pathlib.Path of a class file; got '
+                        f'{type(classes).__name__} {classes!r}')
     if not names:
-        raise ValueError(f'no class names in {classes!r}; e.g. "cat; grass, lawn; sky"')
-    return names
+        raise ValueError(f'no class names in {classes!r}; e.g. {EXAMPLE}')
+    return _check_names(names, source)
 
 
 def set_segmentor_classes(seg: torch.nn.Module, names: List[List[str]]) -> None:

@@ -1,5 +1,8 @@
 import os
 
+import numpy as np
+from PIL import Image
+
 from tf_helpers import load_tool
 
 quickstart = load_tool('quickstart')
@@ -68,3 +71,17 @@ def test_skipped_sample_photo_is_reported(monkeypatch, capsys):
     photos = quickstart.sample_photos(32)
     assert 'coffee' not in photos and 'astronaut' in photos
     assert "skipped sample photo 'coffee'" in capsys.readouterr().out
+
+
+def test_every_sample_photo_ships_with_scikit_image(capsys):
+    """Issue 24.8: each photo the quick-start names loads offline from the installed scikit-image
+    (``motorcycle_left`` is no ``skimage.data`` function: its file is ``stereo_motorcycle``'s left
+    view)."""
+    from skimage import data
+    photos = quickstart.sample_photos(64)
+    assert 'skipped' not in capsys.readouterr().out
+    assert list(photos) == list(quickstart.PHOTOS)
+    left = Image.fromarray(data.stereo_motorcycle()[0]).resize((64, 43), Image.BICUBIC)
+    np.testing.assert_array_equal(photos['motorcycle'], np.asarray(left))
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and max(p.shape[:2]) == 64
+               for p in photos.values())

@@ -151,3 +151,82 @@ def test_page_in_headless_chromium(server, tmp_path):
         wait.until(lambda d: 'no class names' in d.find_element(By.ID, 'status').text)
     finally:
         drv.quit()
+
+
+def test_page_exif_classes_limits_and_queue(server, tmp_path):
+    """Issue 24 on the page: preview and overlay agree on EXIF orientation; a path typed as a class
+    is a class name; the probability menu offers every class (class 255 of 256 included); an image
+    over the pixel limit is refused with the reason; a request waiting for the model says so."""
+    url, app = server
+    drv = chromium_driver(tmp_path)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    wait = WebDriverWait(drv, 120)
+    js = drv.execute_script
+
+    def submit(classes):
+        js("document.getElementById('classes').value = arguments[0];"
+           "document.getElementById('legend').innerHTML = '';"
+           "document.getElementById('status').textContent = '';", classes)
+        drv.find_element(By.ID, 'submit').click()
+
+    def done():
+        wait.until(lambda d: 'done in' in d.find_element(By.ID, 'status').text)
+        return [r.get_attribute('data-name')
+                for r in drv.find_elements(By.CSS_SELECTOR, '#legend tr.legend-row')]
+
+    def natural(img_id):
+        return js(f"const i = document.getElementById('{img_id}');"
+                  "return [i.naturalWidth, i.naturalHeight];")
+
+    try:
+        drv.get(url)
+        wait.until(lambda d: 'RANDOM' in d.find_element(By.ID, 'banner').text)
+        assert 'up to 32 MB and 12.0 MP' in drv.find_element(By.ID, 'limits').text
+        Select(drv.find_element(By.ID, 'mode')).select_by_value('quick')
+        # a JPEG whose EXIF says "turned 90 degrees": the browser shows it 45 wide, 70 high
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        turned = tmp_path / 'turned.jpg'
+        Image.fromarray(photo()).save(turned, quality=95, exif=exif.tobytes())
+        drv.find_element(By.ID, 'file').send_keys(str(turned))
+        wait.until(lambda d: natural('preview') == [45, 70])
+        submit('sky; grass')
+        done()
+        wait.until(lambda d: natural('overlay') == natural('preview'))
+        assert '45x70 px' in drv.find_element(By.ID, 'status').text
+        # a path in the Classes field is one class of that name; the file is not read
+        secret = tmp_path / 'secret.txt'
+        secret.write_text('root:x:0:0\nsecret-line\n')
+        submit(str(secret))
+        assert [n for n in done() if n != 'unlabeled'] == [str(secret)]
+        assert 'secret-line' not in drv.page_source
+        # 256 classes: the menu offers all of them, 255 included
+        app.limits.update(max_classes=300, max_names=300)
+        submit('; '.join(f'c{i}' for i in range(256)))
+        done()
+        values = js("return Array.from(document.getElementById('prob-class').options,"
+                    " o => [o.value, o.textContent]);")
+        assert values == [[str(i), f'c{i}'] for i in range(256)]
+        Select(drv.find_element(By.ID, 'prob-class')).select_by_visible_text('c255')
+        wait.until(lambda d: d.find_element(By.ID, 'prob').get_attribute('src').endswith('/255.png'))
+        wait.until(lambda d: natural('prob') == [45, 70])
+        # while another request holds the model, the page shows its place in the queue
+        app.lock.acquire()
+        try:
+            submit('sky; grass')
+            wait.until(lambda d: 'waiting: 0 request(s) ahead of yours' in
+                       d.find_element(By.ID, 'status').text)
+        finally:
+            app.lock.release()
+        done()
+        # an image over the pixel limit: the server's reason is shown
+        big = tmp_path / 'big.png'
+        Image.new('1', (4000, 3001)).save(big)
+        drv.find_element(By.ID, 'file').send_keys(str(big))
+        wait.until(lambda d: natural('preview') == [4000, 3001])
+        submit('sky')
+        wait.until(lambda d: '4000x3001 = 12.0 MP' in d.find_element(By.ID, 'status').text)
+        assert drv.find_element(By.ID, 'status').get_attribute('class') == 'error'
+    finally:
+        drv.quit()
