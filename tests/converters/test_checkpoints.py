@@ -207,3 +207,34 @@ def test_convert_checkpoint_tool(tmp_path):
     res = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', str(tmp_path / 'no.pt'),
                           str(dst)], capture_output=True, text=True)
     assert res.returncode != 0 and 'not found' in res.stderr
+
+
+def test_nonfinite_weights_refused_in_every_format(tmp_path, family):
+    """Issue 21.10: a NaN in the image tower and an Inf in the text tower, written in every format
+    declip_mm reads (open_clip .bin / .safetensors, DeCLIP release, declip_mm export, EVA-CLIP .pt,
+    OpenAI state dict and TorchScript jit): every loader refuses the file, naming it. The same
+    weights without the two values load (test_every_flavour_loads_identical_weights)."""
+    import re
+
+    from declip_mm.apis import inspect_checkpoint
+    cfg = tiny_clip_config(family)
+    bb, te = _pair(cfg, seed=1)
+    with torch.no_grad():
+        dict(bb.visual.named_parameters())[next(
+            n for n, p in bb.visual.named_parameters() if p.dim() == 2)][0, 0] = float('nan')
+        next(p for p in te.text.parameters() if p.dim() == 2)[1, 1] = float('inf')
+    paths = _flavour_files(tmp_path, family, cfg, bb, te)
+    assert len(paths) == (5 if family == 'eva02' else 6)  # EVA: its own .pt; OpenAI: dict + jit
+    for name, path in paths.items():
+        pattern = re.escape(name) + r"' holds non-finite values \(NaN/Inf\) in 2 tensor"
+        if 'release' in name:  # an image-tower-only release: the NaN alone
+            pattern = re.escape(name) + r"' holds non-finite values \(NaN/Inf\) in 1 tensor"
+        with pytest.raises(ValueError, match=pattern):
+            load_weight_file(path)
+        with pytest.raises(ValueError, match=pattern):
+            DeCLIPVisionTransformer(cfg, pretrained=path).init_weights()
+        with pytest.raises(ValueError, match=pattern):  # tools/test.py's checkpoint routing
+            inspect_checkpoint(path)
+        if 'release' not in name:
+            with pytest.raises(ValueError, match=pattern):
+                DeCLIPTextEncoder(cfg, templates='single').load_pretrained(path)

@@ -149,13 +149,17 @@ def test_training_checkpoint_in_test_tool(tmp_path, trained):
     opts = tiny_options(tmp_path) + [_data_opt(data)]
     args = test_tool.parse_args([tf_config('ade20k'), str(epoch_1), '--work-dir',
                                  str(tmp_path / 'wd'), '--cfg-options', *opts])
-    runner = prepare_test_runner(test_tool.build_cfg(args), args.checkpoint, args.work_dir)
+    cfg = test_tool.build_cfg(args)
+    cfg.test_evaluator['output_dir'] = str(tmp_path / 'preds')  # what --out sets
+    runner = prepare_test_runner(cfg, args.checkpoint, args.work_dir)
     loaded = unwrap_model(runner.model).backbone.visual.state_dict()
     student = _student(epoch_1)
     assert loaded.keys() == student.keys()
     assert all(torch.equal(loaded[k], student[k]) for k in student)
     assert unwrap_model(runner.model).backbone.checkpoint_meta['attn_mode'] == 'csa'
-    assert 'mIoU' in runner.test()
+    from seg_metric_helpers import check_tool_metrics
+    check_tool_metrics(runner.test(), tmp_path / 'preds',
+                       osp.join(data, BENCHMARK_LAYOUTS['ade20k']['data_root']), 'ade20k')
     with pytest.raises(ValueError, match=r"epoch_1\.pth was trained with attn_mode='csa'"):
         test_tool.main([tf_config('ade20k'), str(epoch_1), '--work-dir', str(tmp_path / 'wd2'),
                         '--cfg-options', *opts, 'model.backbone.attn_mode=qq'])

@@ -32,12 +32,17 @@ def test_proxy_tokens_tool(tmp_path, capsys):
     ckpt = tmp_path / 'tower.pth'
     torch.save({'state_dict': {f'visual.{k}': v for k, v in tower.visual.state_dict().items()},
                 'meta': {}}, ckpt)
+    torch.manual_seed(1)  # the compared tower: other weights
+    other = DeCLIPVisionTransformer(model_name=cfg)
+    ckpt_b = tmp_path / 'other.pth'
+    torch.save({'state_dict': {f'visual.{k}': v for k, v in other.visual.state_dict().items()},
+                'meta': {}}, ckpt_b)
     rng = np.random.default_rng(0)
     img = tmp_path / 'img.png'
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(img)
     out = tmp_path / 'pt.png'
     res = proxy_tokens.main([str(img), '--model-name', str(js), '--checkpoint', str(ckpt),
-                             '--compare', str(ckpt), '--size', '32', '--points', '0.5,0.5', '0,1',
+                             '--compare', str(ckpt_b), '--size', '32', '--points', '0.5,0.5', '0,1',
                              '--topk', '2', '--vfm-overrides',
                              json.dumps(dict(embed_dim=64, depth=2, num_heads=2, img_size=56)),
                              '--out', str(out)])
@@ -47,15 +52,18 @@ def test_proxy_tokens_tool(tmp_path, capsys):
     assert '| block | original: top-2 mass' in text and 'DeCLIP: keys 50%' in text
     assert '| 2 csa |' in text and text.count('\n| ') >= 1 + 4
     assert Image.open(out).format == 'PNG' and (tmp_path / 'pt_context.png').is_file()
-    # the printed numbers are the scores of the tower's image-token queries, identical for two
-    # copies of the same checkpoint
+    # the printed numbers are the scores of each tower's image-token queries: --checkpoint's for
+    # 'original', --compare's for 'DeCLIP', block by block
     orig, dec = res['results']['original'], res['results']['DeCLIP']
-    assert [s for _, s in orig['scores']] == [s for _, s in dec['scores']]
     x = proxy_tokens.to_tensor(proxy_tokens.load_image(str(img), 32, 8), proxy_tokens.CLIP_MEAN,
                                proxy_tokens.CLIP_STD)
+    for result, model in ((orig, tower), (dec, other)):
+        trace = attention_trace(model.eval(), x)
+        for i, a in enumerate(trace.attn):
+            want = proxy_scores(a.mean(1)[0, 1:].double(), k=2)
+            assert result['scores'][i][1] == pytest.approx(want), i
+    assert orig['scores'][0][1] != pytest.approx(dec['scores'][0][1])  # two towers told apart
     tr = attention_trace(tower.eval(), x)
-    want = proxy_scores(tr.attn[1].mean(1)[0, 1:].double(), k=2)
-    assert orig['scores'][1][1] == pytest.approx(want)
     # attention map of a chosen token = its head-averaged row over the patch keys
     row = tr.attn[0].mean(1)[0, 1 + 2 * 5 + 2, 1:].view(4, 5).numpy()
     np.testing.assert_allclose(orig['rows'][0][1][1], row, rtol=1e-6)

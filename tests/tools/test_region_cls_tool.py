@@ -47,12 +47,28 @@ def test_three_configs_follow_the_protocol():
         assert cfg.test_dataloader.dataset.ann_file == 'annotations/panoptic_val2017.json'
 
 
-def test_test_tool_runs_region_classification(tmp_path):
+def test_test_tool_runs_region_classification(tmp_path, monkeypatch):
+    """tools/test.py with the config's classifier whose tower is the stub of region_cls_helpers
+    (features a known function of the pixel colours) and identity class embeddings: the printed
+    accuracies are the hand-derived answers of the fixture (region_cls_helpers.EXPECTED)."""
+    from region_cls_helpers import EXPECTED, StubTower
+
+    from declip_mm.models import DeCLIPRegionClassifier
     root = write_fixture(tmp_path / 'data')
+    build = DeCLIPRegionClassifier.__init__
+
+    def with_stub(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        self.backbone = StubTower()
+        self.class_embeddings = lambda names: torch.eye(len(names))
+
+    monkeypatch.setattr(DeCLIPRegionClassifier, '__init__', with_stub)
+    monkeypatch.setattr(StubTower, 'init_weights', lambda self: None, raising=False)
     metrics = test_tool.main([RC_CONFIGS[0], '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
                               *_tiny_options(tmp_path, root)])
     assert set(metrics) == KEYS
-    assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    for k, v in EXPECTED.items():
+        assert metrics[f'region_cls/{k}'] == pytest.approx(v, abs=1e-9), k
 
 
 def test_checkpoint_of_another_mode_is_refused(tmp_path):

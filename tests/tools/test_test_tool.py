@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from seg_metric_helpers import check_tool_metrics
 from tf_helpers import ROOT, load_tool, tf_config, tiny_options, write_all_fixtures
 
 from declip_mm.testing import BENCHMARK_LAYOUTS
@@ -18,15 +19,17 @@ def data_root_opt(data_dir, name):
 
 @pytest.mark.parametrize('name', sorted(BENCHMARK_LAYOUTS))
 def test_test_tool_end_to_end_with_show_dir(tmp_path, name):
-    """Every one of the eight configs, through tools/test.py, on a fixture in the real layout."""
+    """Every one of the eight configs, through tools/test.py, on a fixture in the real layout: the
+    printed aAcc / mIoU / mAcc are those of the written predictions and the fixture's labels under
+    the benchmark's label rule (seg_metric_helpers)."""
     from declip_mm.testing import write_benchmark_fixture
     data = str(tmp_path / 'data')
-    write_benchmark_fixture(name, data)
-    show = tmp_path / 'show'
+    root = write_benchmark_fixture(name, data)
+    show, out = tmp_path / 'show', tmp_path / 'preds'
     metrics = test_tool.main([tf_config(name), '--work-dir', str(tmp_path / 'wd'), '--show-dir',
-                              str(show), '--cfg-options', *tiny_options(tmp_path),
+                              str(show), '--out', str(out), '--cfg-options', *tiny_options(tmp_path),
                               data_root_opt(data, name)])
-    assert 0.0 <= metrics['mIoU'] <= 100.0 and 'aAcc' in metrics
+    check_tool_metrics(metrics, out, root, name)
     pngs = [f for _, _, fs in os.walk(show) for f in fs if f.endswith('.png')]
     assert len(pngs) == 2
 
@@ -37,8 +40,9 @@ def test_out_dir_and_tta(tmp_path):
     metrics = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'), '--tta',
                               '--out', str(out), '--cfg-options', *tiny_options(tmp_path),
                               data_root_opt(data, 'ade20k')])
-    assert 'mIoU' in metrics
     assert len(os.listdir(out)) == 2
+    check_tool_metrics(metrics, out, osp.join(data, BENCHMARK_LAYOUTS['ade20k']['data_root']),
+                       'ade20k')
 
 
 def test_checkpoint_mode_pairs(tmp_path):
@@ -61,8 +65,9 @@ def test_checkpoint_mode_pairs(tmp_path):
         test_tool.main(args('csa') + ['model.backbone.attn_mode=qq'])
     assert "published protocol evaluates every DeCLIP checkpoint with attn_mode='csa'" in str(e.value)
     assert 'attn_mode=qq' not in str(e.value).replace("attn_mode='qq'", '')  # no switch advice
-    metrics = test_tool.main(args('qq'))
-    assert 'mIoU' in metrics
+    metrics = test_tool.main(args('qq') + ['--out', str(tmp_path / 'preds')])
+    check_tool_metrics(metrics, tmp_path / 'preds',
+                       osp.join(data, BENCHMARK_LAYOUTS['voc20']['data_root']), 'voc20')
 
 
 def test_class_names_must_fit_dataset(tmp_path):
@@ -99,8 +104,8 @@ def test_grayscale_rgba_and_tiny_images(tmp_path):
     opts = tiny_options(tmp_path) + [f'test_dataloader.dataset.data_root={root}',
                                      'test_dataloader.dataset.pipeline.1.scale=(256,24)']
     metrics = test_tool.main([tf_config('ade20k'), '--work-dir', str(tmp_path / 'wd'),
-                              '--cfg-options', *opts])
-    assert 'mIoU' in metrics
+                              '--out', str(tmp_path / 'preds'), '--cfg-options', *opts])
+    check_tool_metrics(metrics, tmp_path / 'preds', root, 'ade20k')
 
 
 def test_distributed_test_on_cpu_processes(tmp_path):
@@ -151,7 +156,9 @@ def test_tta_without_a_fitting_tta_model(tmp_path, tta_model):
     assert [t['type'] for t in built.test_dataloader.dataset.pipeline][-1] == 'TestTimeAug'
     if tta_model == 'None':   # the run itself once (the crash was mmseg's SegTTAModel merging)
         return
-    assert 'mIoU' in test_tool.main(argv)
+    metrics = test_tool.main(argv + ['--out', str(tmp_path / 'preds')])
+    check_tool_metrics(metrics, tmp_path / 'preds', osp.join(data, BENCHMARK_LAYOUTS['ade20k']['data_root']),
+                       'ade20k')
 
 
 def test_tta_keeps_other_wrappers_and_defaults_mmseg_models():
@@ -179,8 +186,9 @@ def test_show_dir_in_a_stock_mmseg_config(tmp_path):
                    f"test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict("
                    f"data_root={root!r}, pipeline=test_pipeline))\n")
     show = tmp_path / 'show'
-    metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show)])
-    assert 'mIoU' in metrics
+    metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show),
+                              '--out', str(tmp_path / 'preds')])
+    check_tool_metrics(metrics, tmp_path / 'preds', root, 'ade20k')
     pngs = sorted(os.listdir(show / 'vis_data' / 'vis_image'))
     assert pngs == ['test_ADE_val_00000001.jpg_0.png', 'test_ADE_val_00000002.jpg_0.png']
     import io

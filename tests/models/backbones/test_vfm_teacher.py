@@ -224,3 +224,23 @@ def test_native_grid_and_rectangles():
     assert dino_resize_pos_embed(pos, (4, 4), 0, (4, 4)) is pos
     t = VFMTeacher('dinov2_vitb14_reg', arch_overrides=TINY)
     assert t(torch.randn(1, 3, 14 * 5, 14 * 3)).shape == (1, 32, 5, 3)
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_nonfinite_hub_checkpoint_is_refused(tmp_path, suffix):
+    """Issue 21.10: a DINOv2 hub-layout file with a NaN weight is refused by the teacher's loader
+    (both containers), naming the file and the tensor; the finite file loads."""
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    src = VFMTeacher('dinov2_vitb14_reg', arch_overrides=TINY)
+    sd = {k: v.clone().contiguous()
+          for k, v in _hub_layout(src.model.state_dict(), registers=True).items()}
+    good, bad = tmp_path / f'good{suffix}', tmp_path / f'bad{suffix}'
+    save = save_file if suffix == '.safetensors' else torch.save
+    save(sd, str(good))
+    sd['blocks.1.mlp.fc1.weight'][3, 2] = float('nan')
+    save(sd, str(bad))
+    VFMTeacher('dinov2_vitb14_reg', pretrained=str(good), arch_overrides=TINY).init_weights()
+    with pytest.raises(ValueError, match=rf"VFM teacher checkpoint .*bad\{suffix}' holds "
+                                         r"non-finite values.*blocks\.1\.mlp\.fc1\.weight"):
+        VFMTeacher('dinov2_vitb14_reg', pretrained=str(bad), arch_overrides=TINY).init_weights()

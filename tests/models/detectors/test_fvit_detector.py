@@ -209,8 +209,54 @@ def test_train_and_test_tools_on_fixture(tmp_path):
     inst = model.eval().test_step(_batch(n=1))[0].pred_instances
     assert len(inst) > 0 and int(inst.labels.max()) < 3
     assert set(inst.label_names) <= {'zebra', 'traffic cone', 'dog'}
-    for key in ('coco/base_ap50', 'coco/novel_ap50', 'coco/bbox_mAP_50'):
-        assert 0.0 <= metrics[key] <= 1.0, key
+    # the values of these numbers are pinned on oracle detections below
+    assert {'coco/base_ap50', 'coco/novel_ap50', 'coco/bbox_mAP_50'} <= set(metrics)
+
+
+def test_test_tool_ov_coco_numbers_on_oracle_detections(tmp_path, monkeypatch):
+    """tools/test.py's OV-COCO numbers on detections whose answers are known by hand: the GT boxes
+    of the val json with their own classes give AP50 = 1 for base and novel classes; the same boxes
+    with every novel box relabelled to a base class (at a lower score) give novel AP50 = 0 and still
+    base AP50 = 1 (the relabelled boxes rank below every true box of that class)."""
+    import importlib.util
+
+    from declip_mm.models.detectors.fvit_detector import DeCLIPFViT
+    root = write_ov_coco_fixture(str(tmp_path / 'coco'), num_train=1, num_val=2)
+    cfg_path = write_tiny_fvit_config(str(tmp_path / 'tiny_fvit.py'), root, str(tmp_path / 'work'))
+    val = json.load(open(osp.join(root, OV_COCO_VAL_ANN)))
+    names = {c['id']: c['name'] for c in val['categories']}
+    # the dataset's label order: the json's categories that are OV-COCO classes, in json order
+    label_of = {c['id']: i for i, c in enumerate(cat for cat in val['categories']
+                                                if cat['name'] in OV_COCO_CLASSES)}
+    novel = {i for cid, i in label_of.items() if names[cid] in OV_COCO_NOVEL_CLASSES}
+    assert novel & {label_of[a['category_id']] for a in val['annotations']}  # novel GT present
+    a_base = min(i for i in label_of.values() if i not in novel)
+
+    def oracle(relabel_novel):
+        def predict(self, batch_inputs, batch_data_samples, rescale=True):
+            for ds in batch_data_samples:
+                anns = [a for a in val['annotations'] if a['image_id'] == ds.img_id]
+                boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in
+                                      (a['bbox'] for a in anns)], dtype=torch.float32)
+                labels = torch.tensor([label_of[a['category_id']] for a in anns])
+                scores = torch.ones(len(anns))
+                if relabel_novel:
+                    moved = torch.tensor([int(v) in novel for v in labels], dtype=torch.bool)
+                    labels[moved] = a_base
+                    scores[moved] = 0.5
+                ds.pred_instances = InstanceData(bboxes=boxes, labels=labels, scores=scores)
+            return batch_data_samples
+        return predict
+
+    spec = importlib.util.spec_from_file_location(
+        'declip_tool_test', osp.join(osp.dirname(FVIT_CONFIG), '..', '..', 'tools', 'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    for relabel, (base, nov) in ((False, (1.0, 1.0)), (True, (1.0, 0.0))):
+        monkeypatch.setattr(DeCLIPFViT, 'predict', oracle(relabel))
+        metrics = test_tool.main([cfg_path, '--work-dir', str(tmp_path / f'test_{relabel}')])
+        assert metrics['coco/base_ap50'] == pytest.approx(base, abs=1e-3), relabel
+        assert metrics['coco/novel_ap50'] == pytest.approx(nov, abs=1e-3), relabel
 
 
 def test_detection_parts_registered_in_mmdet_without_clash():

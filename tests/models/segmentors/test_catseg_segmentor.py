@@ -122,8 +122,14 @@ def test_catseg_test_scheme_matches_window_by_window_reference():
 def test_predict_postprocess_and_flip():
     model = build().eval()
     s = samples(1)
-    out = model.predict(torch.randn(1, 3, 32, 32), s)[0]
-    assert out.seg_logits.data.shape == (5, 40, 50) and out.pred_sem_seg.data.shape == (1, 40, 50)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        out = model.predict(x, s)[0]
+        # CAT-Seg's test scheme at test_size, then bilinear to the original size; labels = argmax
+        want = F.interpolate(model.inference(x, [s[0].metainfo]), size=(40, 50), mode='bilinear',
+                             align_corners=False)[0]
+    torch.testing.assert_close(out.seg_logits.data, want)
+    assert torch.equal(out.pred_sem_seg.data, want.argmax(0, keepdim=True))
     probs = torch.rand(1, 5, 48, 48)
     s = samples(1)
     s[0].set_metainfo(dict(flip=True, flip_direction='horizontal'))
@@ -142,7 +148,15 @@ def test_five_class_model_runs_on_seven_and_checkpoint_round_trips(tmp_path):
     seven.load_state_dict(sd, strict=True)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        assert seven.inference(x).shape == (1, 7, 48, 48)
+        probs = seven.inference(x)
+        # nothing in the head depends on the class order: permuting the seven names (one with a
+        # synonym) permutes the probabilities
+        perm = [3, 0, 6, 2, 5, 1, 4]
+        names = ['a', 'b', ['c', 'c2'], 'd', 'e', 'f', 'g']
+        permuted = build(class_names=[names[i] for i in perm]).eval()
+        permuted.load_state_dict(sd, strict=True)
+        torch.testing.assert_close(permuted.inference(x), probs[:, perm], atol=1e-5, rtol=1e-5)
+        assert (probs[:, 2] - probs[:, 3]).abs().max() > 1e-3  # the classes are told apart
         again = build().eval()
         torch.manual_seed(5)
         again.load_state_dict(sd, strict=True)

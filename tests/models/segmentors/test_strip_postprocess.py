@@ -65,8 +65,11 @@ def old_slide(seg, inputs):
 
 @pytest.mark.parametrize('hw,bs,extra', [((45, 77), 3, {}), ((20, 28), 2, {}), ((33, 31), 16, {}),
                                          ((70, 41), 1, dict(align_corners=True)),
-                                         ((61, 50), 4, dict(crop_size=30, stride=13))])
-def test_window_accumulation_equals_literal_loop(hw, bs, extra):
+                                         ((61, 50), 4, dict(crop_size=30, stride=13)),
+                                         # odd vertical padding: window height 29, pad 1 / 2
+                                         # (more odd cases: test_window_accumulate.py)
+                                         ((29, 70), 2, {})])
+def test_window_accumulation_equals_literal_loop(one_thread, hw, bs, extra):
     """The separable canvas (window_accumulate) = resize every window and add it, to float rounding:
     float64 to 1e-12, float32 to 1e-6 (the additions run in another order)."""
     extra = dict(extra)

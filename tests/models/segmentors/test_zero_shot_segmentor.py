@@ -128,9 +128,16 @@ def test_predict_fills_data_samples():
     ds = SegDataSample(metainfo=dict(ori_shape=(30, 42), img_shape=(40, 56), pad_shape=(40, 56),
                                      padding_size=[0, 0, 0, 0]))
     out = seg.predict(img, [ds])[0]
-    assert out.seg_logits.data.shape == (4, 30, 42)
-    assert out.pred_sem_seg.data.shape == (1, 30, 42)
-    assert torch.allclose(out.seg_logits.data.max(0)[0], out.seg_logits.data.max(0)[0].clamp(0, 1))
+    # the formula: window cosines resized bilinearly to the original size, softmax over the names of
+    # logit_scale * cosine, max over each class's names, argmax (float64 from the logits)
+    with torch.no_grad():
+        cos = F.interpolate(seg.inference(img).double(), size=(30, 42), mode='bilinear',
+                            align_corners=False)[0]
+    names_p = (seg.logit_scale * cos).softmax(0)
+    groups = [[0, 1], [2], [3, 4, 5], [6]]  # NAMES: sky+clouds, grass, cat+kitten+kitty, road
+    ref = torch.stack([names_p[g].amax(0) for g in groups])
+    assert (out.seg_logits.data.double() - ref).abs().max() <= 1e-5
+    assert torch.equal(out.pred_sem_seg.data[0], ref.argmax(0))
     with pytest.raises(RuntimeError, match='training-free'):
         seg.loss(img, [ds])
 
