@@ -160,7 +160,7 @@ def public_forward(model, x, normalize):
     feats = model.backbone(x)
     clip_features = F.normalize(feats['content'], dim=1) if normalize else feats['content']
     res3 = clip_features
-    text = model.class_embeddings()[None].expand(x.shape[0], -1, -1, -1)
+    text = model.class_embeddings().to(x.dtype)[None].expand(x.shape[0], -1, -1, -1)
     head = model.decode_head
     img = F.normalize(clip_features, dim=1)
     txt = F.normalize(text, dim=-1)
