@@ -53,13 +53,15 @@ def _segmentor(cfg):
     return model.double().eval()
 
 
-def test_catseg_config_evaluates_a_tau1_export_with_tau1(tmp_path):
-    export = _export(tmp_path, 1.0)
+@pytest.mark.parametrize('tau', [1.0, 0.5])
+def test_catseg_config_evaluates_an_export_with_its_tau(tmp_path, tau):
+    """tau = 1: DeCLIP's exports; 0.5: any other stored value is applied too (not the default)."""
+    export = _export(tmp_path, tau)
     cfg = _catseg_cfg(export)
     assert 'attn_scale' not in cfg.model.backbone  # the config leaves tau to the export
     got = _segmentor(cfg)
-    assert got.backbone.attn_scale == 1.0 and got.backbone.attn_scale_source == 'checkpoint'
-    ref = _segmentor(_catseg_cfg(export, attn_scale=1.0))
+    assert got.backbone.attn_scale == tau and got.backbone.attn_scale_source == 'checkpoint'
+    ref = _segmentor(_catseg_cfg(export, attn_scale=tau))
     inv_sqrt_d = _segmentor(_catseg_cfg(export, attn_scale=None))
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
