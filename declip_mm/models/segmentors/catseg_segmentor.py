@@ -4,7 +4,8 @@ Call graph (mmseg ``EncoderDecoder`` conventions)::
 
     loss(inputs, data_samples)              training crops (B, 3, 384, 384)
       └─ _head_logits                       [resize to clip_size] -> backbone (content + two
-                                            intermediate blocks) -> class_embeddings (text tower,
+                                            intermediate blocks) -> [L2-normalise content: EVA02]
+                                            -> class_embeddings (text tower,
                                             with gradients) -> DeCLIPCATSegHead -> (B, T, h/4, w/4)
       └─ decode_head.loss_by_feat           per-class sigmoid BCE, ignore 255
     predict(inputs, data_samples)
