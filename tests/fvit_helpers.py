@@ -16,6 +16,7 @@ data_root = {data_root!r}
 work_dir = {work_dir!r}
 image_size = (64, 64)
 model = dict(
+    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size)]),
     backbone=dict(model_name={tower!r}, pretrained=None, out_indices=(0, 1, 2, -1),
                   frozen_stages=4),
     neck=dict(in_channels=[64, 64, 64, 32], out_channels=32),
@@ -45,6 +46,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'zero-shot/instances_val2017_all_2.json')
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs={max_epochs})
+# the CPU: fp32 (the config's AmpOptimWrapper needs a GPU)
+optim_wrapper = dict(_delete_=True, type='OptimWrapper',
+                     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1),
+                     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = []
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 '''

@@ -1,6 +1,6 @@
 # CAT-Seg-style head on DeCLIP EVA02-L/14-336 (docs/catseg.md),
 # trained on COCO-Stuff164k (171 classes):
-# 384 crops, batch 4, AdamW 2e-4 (towers x 0.01, Q/V + position embeddings only), 80k iterations.
+# 384 crops, batch 4, AdamW 2e-4 (towers x 0.01: image Q/V weights, text in_proj weights), 80k iterations.
 # Start from a DeCLIP export:
 #   python tools/train.py THIS --cfg-options model.backbone.pretrained=work_dirs/x/declip_epoch_6.pth
 _base_ = [
@@ -10,6 +10,6 @@ _base_ = [
     '../_base_/tf_runtime.py',
 ]
 custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
-model = dict(class_names='{{fileDirname}}/../class_names/coco_stuff164k.txt')
+model = dict(class_names='{{fileDirname}}/../class_names/catseg_coco_stuff171.txt')
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000,
                                      max_keep_ckpts=3))

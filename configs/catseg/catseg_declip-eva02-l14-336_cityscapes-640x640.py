@@ -7,4 +7,4 @@ _base_ = [
     '../_base_/tf_runtime.py',
 ]
 custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
-model = dict(class_names='{{fileDirname}}/../class_names/cityscapes.txt')
+model = dict(class_names='{{fileDirname}}/../class_names/catseg_cityscapes.txt')

@@ -7,4 +7,4 @@ _base_ = [
     '../_base_/tf_runtime.py',
 ]
 custom_imports = dict(imports=['declip_mm'], allow_failed_imports=False)
-model = dict(class_names='{{fileDirname}}/../class_names/ade20k.txt')
+model = dict(class_names='{{fileDirname}}/../class_names/catseg_ade150.txt')

@@ -19,15 +19,23 @@ num_classes = 65
 
 model = dict(
     type='DeCLIPFViT',
+    # F-ViT's pixels: ImageNet mean/std (not CLIP's); after normalisation every training batch is
+    # padded with 0 to 640x640 (Pad(size=(640, 640))) and every test batch to a square
+    # (Pad(pad_to_square=True)): this sets the token grid and the position-embedding interpolation
     data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[122.771, 116.746, 104.094], std=[68.501, 66.632, 70.323],  # CLIP's, 0-255
-        bgr_to_rgb=True, pad_size_divisor=32),
+        type='SquarePadDetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True, pad_size_divisor=32, pad_value=0, test_pad_to_square=True,
+        batch_augments=[dict(type='BatchFixedSizePad', size={{_base_.image_size}},
+                            img_pad_value=0)]),
     backbone=dict(
         type='DeCLIPVisionTransformer',
         model_name=clip_model,
         pretrained=clip_weights,
         attn_mode='csa',
+        # tau: attn_scale unset ('auto') takes the tau stored in a declip_mm export's meta, else
+        # 1.0 (DeCLIP's EVA training code uses tau = 1); setting attn_scale overrides both
+        default_attn_scale=1.0,
         out_type='featmap',
         out_indices=(3, 5, 7, -1),       # F-ViT's blocks 3, 5, 7, 11 (the last: our content map)
         out_scales=(4.0, 2.0, 1.0, 0.5),  # strides 4, 8, 16, 32
@@ -54,7 +62,10 @@ model = dict(
             out_channels=512, featmap_strides=[16]),
         bbox_head=dict(
             type='DeCLIPOVBBoxHead',
-            text_encoder=dict(model_name=clip_model, pretrained=text_weights, templates='vild'),
+            # F-ViT's class embeddings: the 63 hand-crafted templates of CLIPSelf's
+            # F-ViT/tools/clip_utils.py (multiple_templates), not ViLD's 14
+            text_encoder=dict(model_name=clip_model, pretrained=text_weights,
+                              templates='vild_hand_craft'),
             classes={{_base_.classes}},
             base_classes={{_base_.base_classes}},
             learned_temperature=50.0, clip_temperature=75.0,
@@ -88,9 +99,12 @@ model = dict(
                  min_bbox_size=0),
         rcnn=dict(score_thr=0.01, nms=dict(type='nms', iou_threshold=0.4), max_per_img=100)))
 
-# F-ViT's schedule: AdamW 1e-4, wd 0.1, grad clip 1.0, 250 warm-up iterations, 3 epochs at 64 images
+# F-ViT's schedule: AdamW 1e-4, wd 0.1, grad clip 1.0, 250 warm-up iterations, 3 epochs at 64 images,
+# fp16 with a static loss scale of 512 (`fp16 = dict(loss_scale=512.0)`): mmengine's AmpOptimWrapper,
+# which needs a GPU (for a CPU run set optim_wrapper.type=OptimWrapper and drop loss_scale)
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    loss_scale=512.0,
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250)]

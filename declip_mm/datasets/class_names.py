@@ -55,6 +55,7 @@ def _norm(s: str) -> str:
 CLASS_NAME_ALIASES = {
     'boat': ('ship', ),            # VOC: SCLIP / ProxyCLIP files say 'ship'
     'diningtable': ('table', ),    # VOC: 'table'
+    'table': ('diningtable', ),    # Pascal Context 59: CAT-Seg's datasets/pc59.json says 'diningtable'
 }
 
 

@@ -25,7 +25,8 @@ def _flavour_files(tmp_path, family, cfg, bb, te):
     files['open_clip.bin'] = sd
     files['open_clip.safetensors'] = sd
     files['declip_release.pth'] = to_declip_release(sd, eva=family == 'eva02')
-    files['declip_mm.pth'] = {'state_dict': sd, 'meta': {'attn_mode': 'csa', 'attn_scale': 1.0}}
+    # an export stores the tau it was trained with (applied on loading by attn_scale='auto')
+    files['declip_mm.pth'] = {'state_dict': sd, 'meta': {'attn_mode': 'csa', 'attn_scale': bb.attn_scale}}
     if family == 'eva02':
         files['eva_clip.pt'] = to_eva_clip(sd)
     else:
@@ -201,6 +202,8 @@ def test_convert_checkpoint_tool(tmp_path):
     assert ckpt['meta']['attn_mode'] == 'csa' and ckpt['meta']['attn_scale'] == 1.0
     new = DeCLIPVisionTransformer(cfg, pretrained=str(dst), attn_mode='csa')
     new.init_weights()
+    assert new.attn_scale == 1.0  # the recorded tau is applied (attn_scale='auto')
+    bb.attn_scale = 1.0
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(new(x)['content'], bb.eval()(x)['content'])

@@ -18,7 +18,12 @@ model = dict(
     type='DeCLIPCATSegSegmentor',
     data_preprocessor=data_preprocessor,
     backbone=dict(type='DeCLIPVisionTransformer', model_name=clip_model, pretrained=declip_weights,
-                  attn_mode=attn_mode, attn_scale=None, out_indices=(3, 7)),
+                  attn_mode=attn_mode, out_indices=(3, 7),
+                  # tau: attn_scale is left unset ('auto'): the tau stored in a declip_mm export's
+                  # meta, else 1.0 -- DeCLIP's EVA training and its CAT-Seg branch use tau = 1
+                  # (eva_vit_model.py ss_attn, scale commented out). Setting attn_scale overrides
+                  # both (a warning names a different stored tau).
+                  default_attn_scale=1.0),
     text_encoder=dict(type='DeCLIPTextEncoder', model_name=clip_model, pretrained=clip_weights,
                       templates='catseg'),
     # channel numbers of the towers (text/feat/backbone channels, prompts) are filled in by the
@@ -39,7 +44,12 @@ model = dict(
         ignore_index=255),
     class_names=None,            # set by each dataset config
     name_separator=';',
-    clip_finetune='attention',   # Q/V projections + position embeddings of both towers
+    # the public rule (DeCLIP's CAT-Seg branch for EVA02, KU-CVLAB/CAT-Seg for OpenAI towers): the
+    # image tower's Q/V projection weights; the text tower's in_proj_weight (Q, K, V rows for EVA02,
+    # Q, V rows for OpenAI); no biases, no position embeddings
+    clip_finetune='attention',
+    text_qkv_rows=None,          # None: by tower family ('qkv' EVA02, 'qv' OpenAI)
+    normalize_content=None,      # None: by family (EVA02: encode_dense(normalize=True), as DeCLIP's branch)
     clip_size=None,              # 384 crops go to the backbone as they are (24x24 tokens)
     test_cfg=dict(mode='catseg', size=640, crop_size=384, stride=256, global_view=True,
                   batch_size=5))

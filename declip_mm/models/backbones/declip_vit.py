@@ -57,7 +57,14 @@ class DeCLIPVisionTransformer(BaseModule):
         pretrained (str, optional): local weight file, loaded by :meth:`init_weights` (docs/method.md §1).
             ``None`` keeps the random initialisation.
         attn_mode (str): ``'vanilla'``, ``'maskclip'``, ``'qq'``, ``'kk'`` or ``'csa'``. Defaults to ``'csa'``.
-        attn_scale (float, optional): τ of the decoupled attention; ``None`` means 1/√d.
+        attn_scale (float | None | str): τ of the decoupled attention. A number, or ``None`` for
+            1/√d, is used whatever the loaded checkpoint says (a warning names a different τ stored
+            in its meta). ``'auto'`` (default) takes the τ stored in the ``pretrained`` file's meta
+            (declip_mm exports and training checkpoints carry the τ they were trained with), and
+            ``default_attn_scale`` when the file stores none (or before a file is loaded).
+        default_attn_scale (float, optional): τ of ``'auto'`` when no τ is stored; ``None`` means
+            1/√d. The CAT-Seg and F-ViT configs on EVA02 set 1.0 (DeCLIP's EVA training code and its
+            CAT-Seg branch use τ = 1; ``eva_vit_model.py`` ``ss_attn`` has the scale commented out).
         out_indices (sequence[int]): blocks (0-based, negative allowed, no duplicates) whose patch
             tokens are returned: as ``'intermediates'`` (dict, block order; the last block is not
             allowed) or as the maps of the tuple (featmap, in the given order). In featmap mode the
@@ -93,7 +100,8 @@ class DeCLIPVisionTransformer(BaseModule):
                  model_name: Union[str, Dict[str, Any]] = 'ViT-B-16',
                  pretrained: Optional[str] = None,
                  attn_mode: str = 'csa',
-                 attn_scale: Optional[float] = None,
+                 attn_scale: Union[float, str, None] = 'auto',
+                 default_attn_scale: Optional[float] = None,
                  out_indices: Sequence[int] = (),
                  out_type: str = 'dict',
                  out_scales: Optional[Sequence[float]] = None,
@@ -119,7 +127,7 @@ class DeCLIPVisionTransformer(BaseModule):
         self.head_dim = self.ops.head_dim
         self.patch_size = self.ops.patch_size
         self.depth = len(self.ops.blocks())
-        self.attn_scale = float(attn_scale) if attn_scale is not None else self.head_dim ** -0.5
+        self._set_attn_scale(attn_scale, default_attn_scale)
         if out_type not in OUT_TYPES:
             raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
         self.out_type = out_type
@@ -144,6 +152,36 @@ class DeCLIPVisionTransformer(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------------------------------------
+    def _set_attn_scale(self, attn_scale: Union[float, str, None],
+                        default_attn_scale: Optional[float]) -> None:
+        self.attn_scale_auto = isinstance(attn_scale, str)
+        if self.attn_scale_auto and attn_scale != 'auto':
+            raise ValueError(f"attn_scale must be a number, None (1/sqrt(d)) or 'auto', "
+                             f'got {attn_scale!r}')
+        value = default_attn_scale if self.attn_scale_auto else attn_scale
+        if value is not None and not float(value) > 0:
+            raise ValueError(f'attention scale must be positive, got {value!r}')
+        self.default_attn_scale = default_attn_scale
+        self.attn_scale = float(value) if value is not None else self.head_dim ** -0.5
+        self.attn_scale_source = 'default' if self.attn_scale_auto else 'config'
+
+    def _apply_stored_attn_scale(self, meta: Dict[str, Any], source: str) -> None:
+        """τ of a loaded checkpoint: taken under ``attn_scale='auto'``, otherwise compared."""
+        stored = meta.get('attn_scale')
+        if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not stored > 0:
+            return  # nothing (or nothing usable) stored: the config's / default τ stays
+        stored = float(stored)
+        if self.attn_scale_auto:
+            self.attn_scale = stored
+            self.attn_scale_source = 'checkpoint'
+            print_log(f'attention scale tau = {stored:.6g} from the meta of {source}',
+                      logger='current', level=logging.INFO)
+        elif abs(stored - self.attn_scale) > 1e-6 * max(stored, self.attn_scale):
+            print_log(f'{source} was trained with attention scale tau = {stored:.6g} but the config '
+                      f'sets attn_scale = {self.attn_scale:.6g}; using the config value (leave '
+                      "attn_scale unset, i.e. 'auto', to use the checkpoint's)",
+                      logger='current', level=logging.WARNING)
+
     def _check_out_indices(self, out_indices: Sequence[int]) -> List[int]:
         out = []
         featmap = self.out_type == 'featmap'
@@ -295,6 +333,7 @@ class DeCLIPVisionTransformer(BaseModule):
                       f'{", ".join(sorted(unexpected)[:10])}', logger='current',
                       level=logging.WARNING)
         self.visual.load_state_dict(to_load, strict=False)
+        self._apply_stored_attn_scale(meta, source)
         self.checkpoint_meta = dict(meta)
 
     # forward -----------------------------------------------------------------------------------
@@ -459,5 +498,5 @@ class DeCLIPVisionTransformer(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'model={self.name!r}, family={self.family}, attn_mode={self.attn_mode!r}, '
-                f'attn_scale={self.attn_scale:.6g}, out_indices={self.out_indices}, '
+                f'attn_scale={self.attn_scale:.6g} ({self.attn_scale_source}), out_indices={self.out_indices}, '
                 f'out_type={self.out_type!r}, decouple_last={self.decouple_last}')

@@ -4,7 +4,8 @@ Call graph (mmseg ``EncoderDecoder`` conventions)::
 
     loss(inputs, data_samples)              training crops (B, 3, 384, 384)
       └─ _head_logits                       [resize to clip_size] -> backbone (content + two
-                                            intermediate blocks) -> class_embeddings (text tower,
+                                            intermediate blocks) -> [L2-normalise content: EVA02]
+                                            -> class_embeddings (text tower,
                                             with gradients) -> DeCLIPCATSegHead -> (B, T, h/4, w/4)
       └─ decode_head.loss_by_feat           per-class sigmoid BCE, ignore 255
     predict(inputs, data_samples)
@@ -17,9 +18,13 @@ Call graph (mmseg ``EncoderDecoder`` conventions)::
 
 Vocabulary: ``class_names`` (a class-name file or a list; synonyms are averaged); the head has no
 per-class parameters, so a model trained on COCO-Stuff's 171 classes evaluates on any list.
-Fine-tuning: ``clip_finetune='attention'`` trains only Q/V projections and position embeddings of
-both towers (see ``catseg_finetune.py``); their learning rate multiplier lives in the config's
-``paramwise_cfg``.
+Fine-tuning: ``clip_finetune='attention'`` trains the public rule's set (``catseg_finetune.py``): the
+image tower's Q/V projection weights and the text tower's fused ``in_proj_weight`` (all rows for EVA02
+towers as DeCLIP's CAT-Seg branch, Q/V rows for OpenAI towers as KU-CVLAB/CAT-Seg); no biases, no
+position embeddings. Their learning rate multiplier lives in the config's ``paramwise_cfg``.
+Content features: L2-normalised before the head for EVA02 towers (DeCLIP's CAT-Seg branch calls
+``encode_dense(normalize=True)``, so the appearance guidance sees unit vectors), as they come for
+OpenAI towers (KU-CVLAB's ``encode_image(dense=True)`` is not normalised); ``normalize_content``.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from torch import Tensor
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
 from .lazy_weights import LazyTowerWeightsMixin
-from .catseg_finetune import apply_catseg_finetune
+from .catseg_finetune import TEXT_QKV_RULES, apply_catseg_finetune
 from .zero_shot_segmentor import window_grid
 
 __all__ = ['DeCLIPCATSegSegmentor']
@@ -55,7 +60,15 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
             ``backbone_channels`` and ``num_prompts`` default to the towers' sizes.
         class_names (str | list): class-name file or list (one entry per class, synonyms allowed).
         name_separator (str): synonym separator in class-name files. Defaults to ``';'``.
-        clip_finetune (str): ``'attention'`` (Q/V + position embeddings), ``'none'`` or ``'full'``.
+        clip_finetune (str): ``'attention'`` (the public rule, see ``catseg_finetune.py``), ``'none'``
+            or ``'full'``.
+        text_qkv_rows (str, optional): rows of the text tower's fused ``in_proj_weight`` trained under
+            ``'attention'``: ``'qkv'`` (DeCLIP's CAT-Seg branch) or ``'qv'`` (KU-CVLAB/CAT-Seg).
+            ``None`` picks ``'qkv'`` for EVA02 towers and ``'qv'`` for OpenAI towers.
+        normalize_content (bool, optional): L2-normalise the content map before the head, so that the
+            appearance guidance gets unit vectors (the cost volume is a cosine either way). ``None``
+            picks True for EVA02 towers (DeCLIP's branch, ``encode_dense(normalize=True)``) and False
+            for OpenAI towers (KU-CVLAB).
         clip_size (int, optional): images (training crops, test windows) are resized to this square
             size before the backbone (336 for ViT-L/14-336 on 384 crops). None keeps their size.
         test_cfg (dict): ``mode`` ('catseg' | 'whole'), ``size`` (640), ``crop_size`` (384),
@@ -72,6 +85,8 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
                  class_names: Union[str, Sequence],
                  name_separator: str = ';',
                  clip_finetune: str = 'attention',
+                 text_qkv_rows: Optional[str] = None,
+                 normalize_content: Optional[bool] = None,
                  clip_size: Optional[int] = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -103,9 +118,17 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
                              self.text_encoder.name_to_class_index(self.class_names),
                              persistent=False)
         self.clip_finetune = clip_finetune
+        eva = self.backbone.family == 'eva02'
+        if text_qkv_rows is None:
+            text_qkv_rows = 'qkv' if eva else 'qv'
+        if text_qkv_rows not in TEXT_QKV_RULES:
+            raise ValueError(f'text_qkv_rows must be one of {TEXT_QKV_RULES}, got {text_qkv_rows!r}')
+        self.text_qkv_rows = text_qkv_rows
         self.frozen_slices = apply_catseg_finetune(
-            [('backbone.visual', self.backbone.visual), ('text_encoder.text', self.text_encoder.text)],
+            [('backbone.visual', self.backbone.visual, 'image'),
+             ('text_encoder.text', self.text_encoder.text, f'text_{text_qkv_rows}')],
             clip_finetune)
+        self.normalize_content = eva if normalize_content is None else bool(normalize_content)
         self.clip_size = None if clip_size is None else int(clip_size)
         test_cfg = dict(test_cfg or {})
         self.mode = test_cfg.get('mode', 'catseg')
@@ -154,8 +177,11 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
             inputs = F.interpolate(inputs, size=(self.clip_size, ) * 2, mode='bilinear',
                                    align_corners=False)
         feats = self.extract_feat(inputs)
-        text = self.class_embeddings().to(feats['content'].dtype)
-        return self.decode_head(feats['content'], text, feats['intermediates'])
+        content = feats['content']
+        if self.normalize_content:
+            content = F.normalize(content, dim=1)
+        text = self.class_embeddings().to(content.dtype)
+        return self.decode_head(content, text, feats['intermediates'])
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: Optional[List[dict]] = None) -> Tensor:
         """Class probabilities (B, T, H, W) of images at their own size."""
