@@ -102,9 +102,7 @@ class SegmentationApp:
                                   prob_thd=None if thd in (None, '') else float(thd))
         seconds = time.perf_counter() - t0
         rid = uuid.uuid4().hex[:12]
-        # the result's class scores at the segmentor's resolution: a class's full-size map is
-        # computed when the page asks for it (never the maps of all classes at once)
-        self.results[rid] = res.maps
+        self.results[rid] = res.probs.astype(np.float16)
         while len(self.results) > self.keep:
             self.results.popitem(last=False)
         return dict(id=rid, width=int(image.shape[1]), height=int(image.shape[0]),
@@ -113,11 +111,11 @@ class SegmentationApp:
 
     def prob_map(self, rid: str, k: int) -> bytes:
         from declip_mm.apis.overlay import prob_heatmap
-        maps = self.results.get(rid)
-        if maps is None or not 0 <= k < maps.num_classes:
+        probs = self.results.get(rid)
+        if probs is None or not 0 <= k < probs.shape[0]:
             raise KeyError(f'no probability map {rid}/{k}')
         buf = io.BytesIO()
-        Image.fromarray(prob_heatmap(maps.class_probability(k).cpu().numpy())).save(buf, format='PNG')
+        Image.fromarray(prob_heatmap(probs[k].astype(np.float32))).save(buf, format='PNG')
         return buf.getvalue()
 
 

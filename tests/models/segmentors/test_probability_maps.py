@@ -118,9 +118,10 @@ def test_resized_class_maps_equal_the_formula(hw, out_hw, strip):
     p = torch.rand(5, *hw)
     maps = ResizedClassMaps(p, out_hw, max_elems=strip)
     ref = resize64(p.numpy(), out_hw)
-    np.testing.assert_allclose(maps.dense().numpy(), ref, rtol=0, atol=1e-6)
+    # PyTorch's kernel computes the source coordinates in float32: ~1e-6 when down-sampling
+    np.testing.assert_allclose(maps.dense().numpy(), ref, rtol=0, atol=1e-5)
     for k in (4, 0, 2):
-        np.testing.assert_allclose(maps.class_probability(k).numpy(), ref[k], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(maps.class_probability(k).numpy(), ref[k], rtol=0, atol=1e-5)
     thd = float(np.median(ref.max(0)))
     assert_labels(maps.labels(), ref, 0.0, -1)
     assert_labels(maps.labels(thd, -1), ref, thd, -1)
