@@ -377,7 +377,10 @@ def cases(args):
     if args.what == 'large_image':
         return [('case_large_image', 'all')]
     if args.what == 'infer_api':
-        return [('case_infer_api', m) for m in (args.modes or ['lazy'])]
+        modes = args.modes or ['lazy']
+        if set(modes) - {'lazy', 'dense'}:
+            sys.exit(f'infer_api: --modes are lazy and / or dense, got {modes}')
+        return [('case_infer_api', m) for m in modes]
     if args.what == 'segmentor':
         return [('case_segmentor', b) for b in args.batch_sizes]
     return [('case_backbone', m) for m in ('vanilla', 'csa')]

@@ -37,14 +37,14 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, colors: np.ndarray,
     """
     if image.shape[:2] != labels.shape:
         raise ValueError(f'image {image.shape[:2]} and labels {labels.shape} differ in size')
-    out = image.copy()
-    rows = max(1, (1 << 22) // max(1, labels.shape[1]))
+    out = np.empty_like(image)
+    rows = max(1, (1 << 20) // max(1, labels.shape[1]))
     for y in range(0, labels.shape[0], rows):
-        lab = labels[y:y + rows]
+        lab, img = labels[y:y + rows], image[y:y + rows]
         known = (lab >= 0) & (lab < len(colors))
-        img = image[y:y + rows][known].astype(np.float32)
-        tint = colors[lab[known]].astype(np.float32)
-        out[y:y + rows][known] = (img * (1 - alpha) + tint * alpha).clip(0, 255).astype(np.uint8)
+        tint = colors[np.where(known, lab, 0)].astype(np.float32)
+        mixed = (img.astype(np.float32) * (1 - alpha) + tint * alpha).clip(0, 255).astype(np.uint8)
+        out[y:y + rows] = np.where(known[..., None], mixed, img)
     return out
 
 

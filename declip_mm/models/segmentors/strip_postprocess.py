@@ -222,10 +222,14 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
 def logsumexp_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: float,
                         align_corners: bool = False, max_elems: Optional[int] = None,
                         max_bytes: Optional[int] = None) -> Tensor:
-    """(H, W) float64 log of the softmax denominator: ``logsumexp`` over names of the resized,
-    scaled cosines (the float32 values the softmax of :func:`labels_in_strips` sees), per pixel.
+    """(H, W) float64 log of the softmax denominator over names of the resized, scaled cosines (the
+    float32 values ``s`` the softmax of :func:`labels_in_strips` sees), per pixel.
 
-    With it, a class's probability needs only its own names' maps (:func:`probabilities_in_strips`).
+    ``lse = m + log(sum_n exp(s_n - m))`` with ``m = max_n s_n``: the sum in float32 as the float32
+    softmax kernel forms it (relative rounding ~1e-7, which is also the rounding of its
+    probabilities), ``m`` and the log in float64 (so that ``|lse|`` up to the logit scale adds no
+    rounding). With it, a class's probability needs only its own names' maps
+    (:func:`probabilities_in_strips`).
     """
     H, W = int(out_hw[0]), int(out_hw[1])
     n = name_logits.shape[0]
@@ -234,13 +238,16 @@ def logsumexp_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scal
     size = n * step * W
     buf64 = name_logits.new_empty(2 * size, dtype=torch.float64)
     logits = name_logits.new_empty(size)
+    top, total = name_logits.new_empty(step * W), name_logits.new_empty(step * W)
     lse = name_logits.new_empty((H, W), dtype=torch.float64)
     for y0 in range(0, H, step):
         y1 = min(y0 + step, H)
         z = _bilinear_rows_into(name_logits, (H, W), (y0, y1), align_corners, table, buf64, logits)
         z.mul_(logit_scale)
-        z64 = _view(buf64, z.shape).copy_(z)  # exact; the scratch is free again
-        torch.logsumexp(z64, 0, out=lse[y0:y1])
+        m = torch.amax(z, 0, out=_view(top, z.shape[1:]))
+        z.sub_(m).exp_()
+        s = torch.sum(z, 0, out=_view(total, z.shape[1:]))
+        torch.add(m.double(), s.double().log_(), out=lse[y0:y1])
     return lse
 
 
