@@ -38,8 +38,8 @@ from ...registry import MODELS
 from ..text.vocabulary_key import vocabulary_key
 from .lazy_weights import LazyTowerWeightsMixin
 from .catseg_finetune import apply_catseg_finetune
-from .probability_maps import ResizedClassMaps
 from .zero_shot_segmentor import window_grid
+from .probability_maps import ResizedClassMaps
 
 __all__ = ['DeCLIPCATSegSegmentor']
 
@@ -104,7 +104,6 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         self.register_buffer('name_to_class',
                              self.text_encoder.name_to_class_index(self.class_names),
                              persistent=False)
-        self._vocab_key = vocabulary_key(self.class_names)  # the list name_to_class describes
         self.clip_finetune = clip_finetune
         self.frozen_slices = apply_catseg_finetune(
             [('backbone.visual', self.backbone.visual), ('text_encoder.text', self.text_encoder.text)],
@@ -145,7 +144,7 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
     def _sync_vocabulary(self) -> None:
         """Make ``num_classes`` and ``name_to_class`` describe the current ``class_names``."""
         key = vocabulary_key(self.class_names)
-        if key != self._vocab_key:
+        if key != getattr(self, '_vocab_key', None):  # the list name_to_class describes
             self.num_classes = len(key)
             self.name_to_class = self.text_encoder.name_to_class_index(
                 [list(c) for c in key]).to(self.name_to_class.device)
