@@ -16,6 +16,8 @@ Single-mode timings:
                                          [--teacher-dtypes fp32 bf16] [--runs 3]
     python tools/benchmark.py region_cls [--model-name EVA02-B-16] [--size 480 640] [--regions 10]
     python tools/benchmark.py large_image [--size 6000 8000] [--num-classes 150] [--runs 1]
+    python tools/benchmark.py infer_api [--size 3000 4000] [--num-classes 150] [--runs 1]
+                                        [--modes lazy dense] [--whole]
 
 Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
 Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
@@ -104,6 +106,44 @@ def case_large_image(args, _):
     return dict(case=f'large image, {args.num_classes} classes, labels in strips', model=str(
         args.model_name), size=[h, w], median_s=med, runs_s=times, peak_rss_mib=_peak_mib(),
         threads=torch.get_num_threads())
+
+
+def case_infer_api(args, mode: str):
+    """One photo of ``--size`` through ``DeCLIPInferencer`` (the ADE20K training-free config: its
+    protocol, or ``--whole``) with ``--num-classes`` names: labels, overlay, legend and the
+    full-size map of one class. ``mode='dense'`` also reads ``res.probs`` (every class at full size,
+    what the inferencer held before issue 24 item 4)."""
+    import numpy as np
+
+    import declip_mm  # noqa: F401
+    from declip_mm.apis import DeCLIPInferencer
+    name = args.model_name
+    if name.endswith('.json'):
+        with open(name) as f:
+            name = json.load(f)
+    arch = dict(name, _delete_=True) if isinstance(name, dict) else name
+    opts = {'model.backbone.model_name': arch, 'model.text_encoder.model_name': arch,
+            'model.backbone.pretrained': None, 'model.text_encoder.pretrained': None,
+            'model.text_encoder.templates': 'single'}
+    inf = DeCLIPInferencer(cfg_options=opts, device=args.device)  # random weights on purpose
+    classes = [f'class {i}' for i in range(args.num_classes)]
+    h, w = args.size
+    img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    inf.set_classes(classes)
+    with torch.no_grad():
+        inf.model.class_embeddings()  # text forward once, outside the timing
+
+    def run():
+        res = inf(img, mode='whole' if args.whole else None)
+        assert res.labels.shape == (h, w) and res.class_probability(0).shape == (h, w)
+        if mode == 'dense':
+            assert res.probs.shape == (args.num_classes, h, w)
+
+    med, times = _timeit(run, args.runs, warmup=0)
+    return dict(case=f'inferencer ({"whole" if args.whole else "protocol"}), '
+                f'{args.num_classes} classes, {mode}', model=str(args.model_name)[-40:], size=[h, w],
+                median_s=med, runs_s=times, peak_rss_mib=_peak_mib(),
+                threads=torch.get_num_threads())
 
 
 def case_backbone(args, mode: str):
@@ -336,12 +376,18 @@ def cases(args):
         return [('case_train_step', d) for d in args.teacher_dtypes]
     if args.what == 'large_image':
         return [('case_large_image', 'all')]
+    if args.what == 'infer_api':
+        modes = args.modes or ['lazy']
+        if set(modes) - {'lazy', 'dense'}:
+            sys.exit(f'infer_api: --modes are lazy and / or dense, got {modes}')
+        return [('case_infer_api', m) for m in modes]
     if args.what == 'segmentor':
         return [('case_segmentor', b) for b in args.batch_sizes]
     return [('case_backbone', m) for m in ('vanilla', 'csa')]
 
 
-WHATS = SIDE_BY_SIDE + ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image')
+WHATS = SIDE_BY_SIDE + ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image',
+                        'infer_api')
 
 
 def parse_args(argv=None):
@@ -362,7 +408,10 @@ def parse_args(argv=None):
     p.add_argument('--regions', type=int, default=10, help='region_cls: segments of the image')
     p.add_argument('--modes', nargs='+', default=None,
                    help=f'train/infer/catseg: modes to interleave (default: default reference; '
-                        f'train also: {", ".join(TRAIN_MODES)})')
+                        f'train also: {", ".join(TRAIN_MODES)}); infer_api: lazy (default) '
+                        f'and / or dense (also every class at full size, res.probs)')
+    p.add_argument('--whole', action='store_true',
+                   help="infer_api: mode='whole' instead of the config's protocol")
     p.add_argument('--rounds', type=int, default=2, help='train/infer/catseg: interleaved rounds')
     p.add_argument('--warmup', type=int, default=1, help='train/infer/catseg: untimed calls')
     p.add_argument('--optimizer', default='fused', choices=['fused', 'torch'],

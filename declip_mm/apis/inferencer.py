@@ -8,8 +8,9 @@ and changing it really changes the classifier::
     inferencer = DeCLIPInferencer('declip_eva02-b16_training-free_ade20k-448',
                                   checkpoint='work_dirs/x/declip_epoch_6.pth', device='cpu')
     res = inferencer('photo.jpg', classes='person, man; sky; grass, lawn')
-    res.labels      # (H, W) int64, 255 = unlabeled
-    res.probs       # (num_classes, H, W) float32
+    res.labels      # (H, W) int64 class indices, -1 = unlabeled (any number of classes)
+    res.class_probability(k)   # (H, W) float32 map of class k, computed on demand
+    res.probs       # (num_classes, H, W) float32, all classes at once (memory: classes x pixels)
     res.overlay     # (H, W, 3) uint8
     inferencer(['a.jpg', 'b.jpg'], classes=[['cat'], ['dog', 'puppy']], out_dir='out/')
 
@@ -18,13 +19,22 @@ Call graph::
       └─ set_classes            segmentor vocabulary (text embeddings cached per vocabulary by the
                                 text encoder; see :func:`set_segmentor_classes`)
       └─ _prepare               image -> config test pipeline (short side 448, ...) -> data dict
-      └─ model.test_step        batches of equally sized images; seg_logits = class probabilities
-      └─ _label_map             argmax; top probability < prob_thd -> 255 (or the background class)
+      └─ _predict_maps          batches of equally sized images -> the segmentor's
+                                ``predict_probability_maps``: per image, class scores at the
+                                network's resolution (ClassProbabilityMaps); segmentors without it:
+                                ``test_step`` and its full-size ``seg_logits``
+      └─ _finish                labels = argmax computed in row strips at the photo's size; top
+                                probability < prob_thd -> -1 (or the background class)
       └─ overlay / legend       :mod:`declip_mm.apis.overlay`; optional files in ``out_dir``
+                                (:mod:`declip_mm.apis.result_files`)
+
+Memory: the full-resolution probabilities of all classes are never held (a 12 MP photo with 150
+classes would need 7.2 GB of float32 for them alone): labels and the map of a chosen class are
+computed strip by strip from the low-resolution scores (``SegResult.class_probability(k)``).
 
 Low-confidence pixels (``prob_thd``): the benchmarks' configs send them to class 0 because class 0
 *is* the benchmark's background. For a user's list the first class is nothing special, so they are
-:data:`~declip_mm.apis.overlay.UNLABELED` (255) unless the list names a background class
+:data:`~declip_mm.apis.overlay.UNLABELED` (-1) unless the list names a background class
 (a class with the name ``background``), which then receives them. Class lists:
 :mod:`declip_mm.apis.vocabulary`.
 """
@@ -45,7 +55,9 @@ from mmengine.config import Config
 from PIL import Image
 
 from .checkpoints import apply_test_checkpoint
+from ..models.segmentors.probability_maps import ClassProbabilityMaps, DenseClassMaps
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
+from .result_files import write_label_png, write_probs_npz
 from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segmentor_classes
 
 __all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
@@ -76,24 +88,41 @@ class SegResult:
     """Result of one image.
 
     Attributes:
-        labels: (H, W) int64 class indices at the input's size; :data:`UNLABELED` (255) marks pixels
-            below ``prob_thd`` when the list has no background class.
-        probs: (num_classes, H, W) float32 class scores of the segmentor (softmax probabilities for
-            the zero-shot segmentor, per-class sigmoid for CAT-Seg).
+        labels: (H, W) int64 class indices at the input's size (any number of classes);
+            :data:`UNLABELED` (-1) marks pixels below ``prob_thd`` when the list has no background
+            class.
         overlay: (H, W, 3) uint8 photo tinted by class colour.
         classes: the class list used (one list of names per class).
         legend: :func:`~declip_mm.apis.overlay.legend_entries` (name, colour, area share).
         image: (H, W, 3) uint8 RGB input.
+        maps: the class scores (softmax probabilities for the zero-shot segmentor, per-class
+            sigmoid for CAT-Seg), kept at the segmentor's resolution and computed at the input's
+            size on demand: :meth:`class_probability`, :attr:`probs`.
         name: file stem used for the written files.
     """
     labels: np.ndarray
-    probs: np.ndarray
     overlay: np.ndarray
     classes: List[List[str]]
     legend: List[Dict[str, Any]]
     image: np.ndarray
+    maps: ClassProbabilityMaps = field(repr=False)
     name: str = 'image'
     files: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_probability(self, k: int) -> np.ndarray:
+        """(H, W) float32 score of class ``k`` at the input's size, computed now in row strips
+        (the values of ``probs[k]``, without the other classes' maps)."""
+        return self.maps.class_probability(k).cpu().numpy()
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(num_classes, H, W) float32 scores of all classes, computed on each access: memory is
+        classes x pixels (7.2 GB at 12 MP and 150 classes); prefer :meth:`class_probability`."""
+        return self.maps.dense().cpu().numpy()
 
     def visualization(self):
         """The overlay with a legend panel (PIL image), as ``tools/demo.py`` writes it."""
@@ -239,41 +268,48 @@ class DeCLIPInferencer:
         return self.pipeline(dict(img=np.ascontiguousarray(rgb[..., ::-1])))  # pipeline wants BGR
 
     # outputs -----------------------------------------------------------------------------------
-    def _label_map(self, probs: torch.Tensor, prob_thd: float) -> torch.Tensor:
-        labels = probs.argmax(0)
-        if prob_thd > 0:
-            bg = [i for i, names in enumerate(self.classes)
-                  if any(n.lower() in BACKGROUND_NAMES for n in names)]
-            low = probs.max(0)[0] < prob_thd
-            labels[low] = bg[0] if bg else UNLABELED
-        return labels
+    def _predict_maps(self, data: Dict[str, Any]) -> List[ClassProbabilityMaps]:
+        """Per image of a collated batch, its class scores (see the module doc)."""
+        seg = self.model
+        if hasattr(seg, 'predict_probability_maps'):
+            data = seg.data_preprocessor(data, False)
+            return seg.predict_probability_maps(data['inputs'], data['data_samples'])
+        maps = []
+        for sample in seg.test_step(data):
+            if 'seg_logits' not in sample:
+                raise RuntimeError(f'{type(seg).__name__} returned no seg_logits; the inferencer '
+                                   'needs the class probabilities (test_cfg.keep_seg_logits=True)')
+            maps.append(DenseClassMaps(sample.seg_logits.data))
+        return maps
 
-    def _finish(self, sample, rgb: np.ndarray, name: str, prob_thd: float, alpha: float
-                ) -> SegResult:
-        if 'seg_logits' not in sample:
-            raise RuntimeError(f'{type(self.model).__name__} returned no seg_logits; the inferencer '
-                               'needs the class probabilities (test_cfg.keep_seg_logits=True)')
-        probs = sample.seg_logits.data.float()
-        labels = self._label_map(probs, prob_thd).cpu().numpy().astype(np.int64)
+    def _finish(self, maps: ClassProbabilityMaps, rgb: np.ndarray, name: str, prob_thd: float,
+                alpha: float) -> SegResult:
+        if maps.num_classes != len(self.classes):
+            raise RuntimeError(f'{type(self.model).__name__} returned {maps.num_classes} class maps '
+                               f'for {len(self.classes)} classes')
+        bg = [i for i, names in enumerate(self.classes)
+              if any(n.lower() in BACKGROUND_NAMES for n in names)]
+        labels = maps.labels(prob_thd, bg[0] if bg else UNLABELED).cpu().numpy()
         colors = class_palette(len(self.classes))
-        return SegResult(labels=labels, probs=probs.cpu().numpy(),
+        return SegResult(labels=labels, maps=maps,
                          overlay=blend_labels(rgb, labels, colors, alpha),
                          classes=[list(c) for c in self.classes],
                          legend=legend_entries(self.classes, labels, colors), image=rgb, name=name)
 
     @staticmethod
     def save(res: SegResult, out_dir: str, save_probs: bool = True) -> Dict[str, str]:
-        """Write ``<name>_overlay.png`` (with legend), ``<name>_labels.png`` (uint8, 255 =
-        unlabeled) and ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``)."""
+        """Write ``<name>_overlay.png`` (with legend), ``<name>_labels.png`` (16-bit class indices,
+        65535 = unlabeled; :func:`~declip_mm.apis.result_files.read_label_png` reads it back) and
+        ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``, written a few classes at a
+        time)."""
         os.makedirs(out_dir, exist_ok=True)
         files = dict(overlay=osp.join(out_dir, f'{res.name}_overlay.png'),
                      labels=osp.join(out_dir, f'{res.name}_labels.png'))
         res.visualization().save(files['overlay'])
-        Image.fromarray(res.labels.astype(np.uint8)).save(files['labels'])
+        write_label_png(files['labels'], res.labels)
         if save_probs:
             files['probs'] = osp.join(out_dir, f'{res.name}_probs.npz')
-            np.savez_compressed(files['probs'], probs=res.probs.astype(np.float16),
-                                classes=np.array([';'.join(c) for c in res.classes]))
+            write_probs_npz(files['probs'], res.maps, res.classes)
         res.files = files
         return files
 
@@ -335,9 +371,9 @@ class DeCLIPInferencer:
                 return
             from mmengine.dataset import pseudo_collate
             data = pseudo_collate([p[3] for p in pending])
-            samples = self.model.test_step(data)
-            for (idx, rgb, name, _), sample in zip(pending, samples):
-                res = self._finish(sample, rgb, name, thd, alpha)
+            maps = self._predict_maps(data)
+            for (idx, rgb, name, _), m in zip(pending, maps):
+                res = self._finish(m, rgb, name, thd, alpha)
                 if out_dir is not None:
                     self.save(res, out_dir, save_probs)
                 results[idx] = res

@@ -1,8 +1,9 @@
 """Drawing segmentation results: colour overlay, legend with per-class area, probability heat map.
 
 Shared by :class:`~declip_mm.apis.DeCLIPInferencer`, ``tools/demo.py`` and ``tools/web_demo.py``.
-Label maps use :data:`UNLABELED` (255) for pixels that no class claims confidently; those keep the
-photo's own colours in the overlay and get their own legend entry.
+Label maps are integer arrays of class indices 0..num_classes-1, any number of classes; pixels that
+no class claims confidently are :data:`UNLABELED` (-1, never a class index): they keep the photo's
+own colours in the overlay and get their own legend entry (``index`` -1, ``unlabeled`` True).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = ['UNLABELED', 'UNLABELED_COLOR', 'class_palette', 'blend_labels', 'class_areas',
            'legend_entries', 'draw_legend', 'prob_heatmap']
 
-#: label of pixels left unassigned (below ``prob_thd`` with no background class in the list)
-UNLABELED = 255
+#: label of pixels left unassigned (below ``prob_thd`` with no background class in the list); apart
+#: from the class indices whatever the number of classes (label files: ``result_files``)
+UNLABELED = -1
 #: legend colour of the unlabeled pixels (their overlay shows the photo untinted)
 UNLABELED_COLOR = (128, 128, 128)
 
@@ -31,22 +33,27 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, colors: np.ndarray,
     """Tint an RGB image (H, W, 3) uint8 with the colour of each pixel's label (H, W).
 
     Pixels labelled :data:`UNLABELED` (or any label without a colour) keep the photo's colours.
+    Computed in row strips: the float buffers stay small whatever the image size.
     """
     if image.shape[:2] != labels.shape:
         raise ValueError(f'image {image.shape[:2]} and labels {labels.shape} differ in size')
-    img = image.astype(np.float32)
-    known = labels < len(colors)
-    tint = np.zeros_like(img)
-    tint[known] = colors[labels[known]].astype(np.float32)
-    out = np.where(known[..., None], img * (1 - alpha) + tint * alpha, img)
-    return out.clip(0, 255).astype(np.uint8)
+    out = np.empty_like(image)
+    rows = max(1, (1 << 20) // max(1, labels.shape[1]))
+    for y in range(0, labels.shape[0], rows):
+        lab, img = labels[y:y + rows], image[y:y + rows]
+        known = (lab >= 0) & (lab < len(colors))
+        tint = colors[np.where(known, lab, 0)].astype(np.float32)
+        mixed = (img.astype(np.float32) * (1 - alpha) + tint * alpha).clip(0, 255).astype(np.uint8)
+        out[y:y + rows] = np.where(known[..., None], mixed, img)
+    return out
 
 
 def class_areas(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes + 1,) fraction of pixels of each class; the last entry is the unlabeled share."""
-    lab = labels.reshape(-1).astype(np.int64)
-    lab = np.where(lab < num_classes, lab, num_classes)
-    counts = np.bincount(lab, minlength=num_classes + 1)[:num_classes + 1]
+    lab = labels.reshape(-1)
+    known = lab[(lab >= 0) & (lab < num_classes)]
+    counts = np.bincount(known, minlength=num_classes)[:num_classes]
+    counts = np.append(counts, lab.size - known.size)
     return counts / max(lab.size, 1)
 
 
@@ -57,17 +64,18 @@ def _hex(rgb) -> str:
 def legend_entries(class_names: Sequence[Sequence[str]], labels: np.ndarray,
                    colors: Optional[np.ndarray] = None) -> List[Dict]:
     """One dict per class (``name``, ``synonyms``, ``color`` '#rrggbb', ``area`` in [0, 1],
-    ``index``), plus an ``'unlabeled'`` entry (index 255) when some pixels are unlabeled."""
+    ``index``, ``unlabeled`` False), plus an ``'unlabeled'`` entry (``index`` :data:`UNLABELED`,
+    ``unlabeled`` True) when some pixels are unlabeled."""
     colors = class_palette(len(class_names)) if colors is None else colors
     areas = class_areas(labels, len(class_names))
     out = []
     for i, names in enumerate(class_names):
         out.append(dict(index=i, name=names[0], synonyms=list(names[1:]),
                         color=_hex(colors[i]),
-                        area=float(areas[i])))
+                        area=float(areas[i]), unlabeled=False))
     if areas[-1] > 0:
         out.append(dict(index=UNLABELED, name='unlabeled', synonyms=[],
-                        color=_hex(UNLABELED_COLOR), area=float(areas[-1])))
+                        color=_hex(UNLABELED_COLOR), area=float(areas[-1]), unlabeled=True))
     return out
 
 

@@ -97,7 +97,7 @@ def test_quick_mode_is_the_whole_image_protocol(inferencer, tmp_path):
 
 
 def test_prob_thd_unlabeled_unless_background(tmp_path):
-    """Issue 14 item 9: low-confidence pixels are unlabeled (255), not the user's first class;
+    """Issue 14 item 9: low-confidence pixels are unlabeled (-1), not the user's first class;
     a class named 'background' (anywhere in the list) receives them."""
     from declip_mm.testing import write_benchmark_fixture
     from tf_helpers import load_tool
@@ -120,7 +120,7 @@ def test_prob_thd_unlabeled_unless_background(tmp_path):
         return demo.main([img, '--classes', classes, '--prob-thd', str(thd), '--out',
                           str(tmp_path / out), '--cfg-options', *opts])
 
-    for classes, unlabeled in (('cat; grass, lawn; sky', 255),
+    for classes, unlabeled in (('cat; grass, lawn; sky', -1),
                                ('cat; background; grass, lawn; sky', 1)):
         probs = probs_of(classes)
         top = probs.max(0)

@@ -40,9 +40,11 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
+from ..text.vocabulary_key import vocabulary_key
 from .lazy_weights import LazyTowerWeightsMixin
 from .catseg_finetune import TEXT_QKV_RULES, apply_catseg_finetune
 from .zero_shot_segmentor import window_grid
+from .probability_maps import ResizedClassMaps
 
 __all__ = ['DeCLIPCATSegSegmentor']
 
@@ -153,6 +155,24 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         self._weights_ready = True
         self._is_init = True
 
+    # vocabulary ------------------------------------------------------------------------------
+    def set_class_names(self, names: Sequence) -> None:
+        """Use another class list (one entry per class: a name or synonyms); assigning
+        ``class_names`` directly works too (the name-to-class map is keyed by the list itself)."""
+        if isinstance(names, (str, bytes)) or not len(names):
+            raise ValueError(f'names must be a non-empty list of class names, got {names!r}')
+        self.class_names = load_class_names(list(names))
+        self._sync_vocabulary()
+
+    def _sync_vocabulary(self) -> None:
+        """Make ``num_classes`` and ``name_to_class`` describe the current ``class_names``."""
+        key = vocabulary_key(self.class_names)
+        if key != getattr(self, '_vocab_key', None):  # the list name_to_class describes
+            self.num_classes = len(key)
+            self.name_to_class = self.text_encoder.name_to_class_index(
+                [list(c) for c in key]).to(self.name_to_class.device)
+            self._vocab_key = key
+
     # features --------------------------------------------------------------------------------
     def class_embeddings(self) -> Tensor:
         """(T, P, E): per prompt, the mean of a class's normalised name embeddings, renormalised.
@@ -160,6 +180,7 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         With a trainable text tower this runs with gradients in training (every step, as CAT-Seg)
         and is cached by the text encoder in eval mode.
         """
+        self._sync_vocabulary()
         emb = self.text_encoder(self.class_names, per_template=True)  # (names, P, E)
         if emb.shape[0] == self.num_classes:
             return emb
@@ -247,6 +268,18 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         """(T, H, W) probabilities -> (1, H, W) labels (argmax)."""
         return probs.argmax(0, keepdim=True)
 
+    def _restored_probs(self, seg_probs: Tensor, meta: dict) -> Tensor:
+        """One image's (1, T, h, w) probabilities with padding removed and flips undone."""
+        p = seg_probs
+        if self.mode == 'whole':  # the preprocessor's padding is still there
+            h, w = p.shape[-2:]
+            left, right, top, bottom = meta.get('img_padding_size',
+                                                meta.get('padding_size', [0, 0, 0, 0]))
+            p = p[:, :, top:h - bottom, left:w - right]
+        if meta.get('flip', False):
+            p = p.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal' else (2, ))
+        return p
+
     def postprocess_result(self, seg_probs: Tensor, data_samples: OptSampleList = None) -> SampleList:
         """Undo flips, resize to the original size; ``seg_logits`` holds the sigmoid probabilities."""
         b = seg_probs.shape[0]
@@ -257,17 +290,28 @@ class DeCLIPCATSegSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
             p = seg_probs[i:i + 1]
             if not only_pred:
                 meta = data_samples[i].metainfo
-                if self.mode == 'whole':  # the preprocessor's padding is still there
-                    h, w = p.shape[-2:]
-                    left, right, top, bottom = meta.get('img_padding_size',
-                                                        meta.get('padding_size', [0, 0, 0, 0]))
-                    p = p[:, :, top:h - bottom, left:w - right]
-                if meta.get('flip', False):
-                    p = p.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal' else (2, ))
-                p = F.interpolate(p, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
-                                  align_corners=False)
+                p = F.interpolate(self._restored_probs(p, meta), size=tuple(meta['ori_shape'][:2]),
+                                  mode='bilinear', align_corners=False)
             data_samples[i].set_data({
                 'seg_logits': PixelData(data=p[0]),
                 'pred_sem_seg': PixelData(data=self.predict_from_probabilities(p[0])),
             })
         return data_samples
+
+    @torch.no_grad()
+    def predict_probability_maps(self, inputs: Tensor, data_samples: OptSampleList = None
+                                 ) -> List[ResizedClassMaps]:
+        """Per image, the class probabilities at the original size computed on demand
+        (:class:`~.probability_maps.ResizedClassMaps`, used by the inferencer): holds the
+        (T, h, w) maps at the test size instead of (T, H, W)."""
+        metas = [s.metainfo for s in data_samples] if data_samples is not None else None
+        seg_probs = self.inference(inputs, metas)
+        maps = []
+        for i in range(seg_probs.shape[0]):
+            p = seg_probs[i:i + 1]
+            if metas is None:
+                maps.append(ResizedClassMaps(p[0], tuple(p.shape[-2:])))
+                continue
+            p = self._restored_probs(p, metas[i])
+            maps.append(ResizedClassMaps(p[0], tuple(int(v) for v in metas[i]['ori_shape'][:2])))
+        return maps

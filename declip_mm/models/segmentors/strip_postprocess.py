@@ -32,14 +32,14 @@ thresholds, and the resized logits bit for bit).
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['bilinear_rows', 'labels_in_strips', 'strip_rows', 'STRIP_BYTES',
-           'STRIP_BYTES_THREADS', 'BYTES_PER_STRIP_ELEM']
+__all__ = ['bilinear_rows', 'labels_in_strips', 'logsumexp_in_strips', 'probabilities_in_strips',
+           'strip_rows', 'STRIP_BYTES', 'STRIP_BYTES_THREADS', 'BYTES_PER_STRIP_ELEM']
 
 #: default bytes of the strip buffers with one thread: small enough to stay in the caches (the
 #: fastest on one thread; measured 2.2x the former speed at 150 names x 2000 px, 1.7x at 8000 px,
@@ -150,7 +150,8 @@ def strip_rows(num_names: int, width: int, max_bytes: Optional[int] = None,
 def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: float,
                      name_to_class: Optional[Tensor], num_classes: int, prob_thd: float = 0.0,
                      area_thd: Optional[float] = None, align_corners: bool = False,
-                     max_elems: Optional[int] = None, max_bytes: Optional[int] = None) -> Tensor:
+                     max_elems: Optional[int] = None, max_bytes: Optional[int] = None,
+                     low_label: int = 0) -> Tensor:
     """Label map (1, H, W) of the segmentor's post-processing, computed in row strips.
 
     Args:
@@ -159,7 +160,7 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
         logit_scale (float): multiplies the cosines before the softmax over names.
         name_to_class (Tensor, optional): (num_names,) class of every name.
         num_classes (int): number of classes.
-        prob_thd (float): pixels whose top class probability is below it become class 0.
+        prob_thd (float): pixels whose top class probability is below it become ``low_label``.
         area_thd (float, optional): classes (except 0) predicted on at most this fraction of the
             non-background pixels are suppressed; needs a first pass over the strips for the areas.
         align_corners (bool): of the resize.
@@ -167,6 +168,8 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
             if given (overrides ``max_bytes``).
         max_bytes (int, optional): bytes of the strip buffers, which sets the strip height
             (:func:`strip_rows`). Defaults to None: 32 MiB on one thread, 128 MiB on several.
+        low_label (int): label of the pixels below ``prob_thd``. Defaults to 0 (the benchmarks'
+            background); the inferencer passes -1 (unlabeled) or the list's background class.
 
     Returns:
         Tensor: (1, H, W) int64 labels.
@@ -212,5 +215,87 @@ def labels_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: 
         t = _view(top, (y1 - y0, W))
         torch.max(probs, 0, out=(t, pred[0, y0:y1]))
         if prob_thd > 0:  # probabilities are >= 0: a threshold <= 0 changes nothing
-            pred[0, y0:y1][t < prob_thd] = 0
+            pred[0, y0:y1][t < prob_thd] = low_label
     return pred
+
+
+def logsumexp_in_strips(name_logits: Tensor, out_hw: Tuple[int, int], logit_scale: float,
+                        align_corners: bool = False, max_elems: Optional[int] = None,
+                        max_bytes: Optional[int] = None) -> Tensor:
+    """(H, W) float64 log of the softmax denominator over names of the resized, scaled cosines (the
+    float32 values ``s`` the softmax of :func:`labels_in_strips` sees), per pixel.
+
+    ``lse = m + log(sum_n exp(s_n - m))`` with ``m = max_n s_n``: the sum in float32 as the float32
+    softmax kernel forms it (relative rounding ~1e-7, which is also the rounding of its
+    probabilities), ``m`` and the log in float64 (so that ``|lse|`` up to the logit scale adds no
+    rounding). With it, a class's probability needs only its own names' maps
+    (:func:`probabilities_in_strips`).
+    """
+    H, W = int(out_hw[0]), int(out_hw[1])
+    n = name_logits.shape[0]
+    step = min(H, strip_rows(n, W, max_bytes, max_elems))
+    table = _source_rows(name_logits.shape[-2], H, align_corners, name_logits.device)
+    size = n * step * W
+    buf64 = name_logits.new_empty(2 * size, dtype=torch.float64)
+    logits = name_logits.new_empty(size)
+    top, total = name_logits.new_empty(step * W), name_logits.new_empty(step * W)
+    lse = name_logits.new_empty((H, W), dtype=torch.float64)
+    for y0 in range(0, H, step):
+        y1 = min(y0 + step, H)
+        z = _bilinear_rows_into(name_logits, (H, W), (y0, y1), align_corners, table, buf64, logits)
+        z.mul_(logit_scale)
+        m = torch.amax(z, 0, out=_view(top, z.shape[1:]))
+        z.sub_(m).exp_()
+        s = torch.sum(z, 0, out=_view(total, z.shape[1:]))
+        torch.add(m.double(), s.double().log_(), out=lse[y0:y1])
+    return lse
+
+
+def probabilities_in_strips(name_logits: Tensor, lse: Tensor, logit_scale: float,
+                            name_to_class: Tensor, classes: Sequence[int],
+                            align_corners: bool = False, max_elems: Optional[int] = None,
+                            max_bytes: Optional[int] = None, out: Optional[Tensor] = None) -> Tensor:
+    """Full-resolution probabilities of some classes from their own names' maps.
+
+    A name's probability is ``exp(s - lse)`` with ``s`` the float32 scaled cosine of
+    :func:`labels_in_strips` and ``lse`` from :func:`logsumexp_in_strips`, evaluated in float64 and
+    rounded once: the softmax over names to within float32 rounding (the float32 softmax kernel
+    rounds each step, ~1e-7); a class's probability is the max over its names.
+
+    Args:
+        name_logits (Tensor): (num_names, h, w) cosines.
+        lse (Tensor): (H, W) float64 from :func:`logsumexp_in_strips`.
+        logit_scale (float): multiplies the cosines.
+        name_to_class (Tensor): (num_names,) class of every name.
+        classes (sequence of int): the class indices wanted (any order, repeats allowed).
+        align_corners (bool): of the resize.
+        max_elems, max_bytes (int, optional): strip size (:func:`strip_rows`) for the names read.
+        out (Tensor, optional): (len(classes), H, W) output of any float dtype (e.g. float16 to
+            write a file).
+
+    Returns:
+        Tensor: (len(classes), H, W), ``out`` if given (float32 otherwise).
+    """
+    H, W = lse.shape
+    n2c = name_to_class.tolist()
+    names = [[i for i, c in enumerate(n2c) if c == k] for k in classes]
+    if any(not ns for ns in names):
+        raise IndexError(f'class indices must be in [0, {max(n2c) + 1}), got {list(classes)}')
+    if out is None:
+        out = name_logits.new_empty((len(names), H, W))
+    elif tuple(out.shape) != (len(names), H, W):
+        raise ValueError(f'out must be {(len(names), H, W)}, got {tuple(out.shape)}')
+    if not names:
+        return out
+    used = sorted({i for ns in names for i in ns})
+    pos = {i: j for j, i in enumerate(used)}
+    sub = name_logits[used]
+    step = min(H, strip_rows(len(used), W, max_bytes, max_elems))
+    table = _source_rows(name_logits.shape[-2], H, align_corners, name_logits.device)
+    for y0 in range(0, H, step):
+        y1 = min(y0 + step, H)
+        s = bilinear_rows(sub, (H, W), (y0, y1), align_corners, table).mul_(logit_scale)
+        p = torch.exp(s.double() - lse[y0:y1])
+        for j, ns in enumerate(names):
+            out[j, y0:y1].copy_(p[[pos[i] for i in ns]].amax(0))
+    return out

@@ -31,6 +31,8 @@ from ...datasets.class_names import load_class_names
 from ...registry import MODELS
 from .lazy_weights import LazyTowerWeightsMixin
 from ..text.embedding_cache import cached_embeddings, embedding_cache_file
+from ..text.vocabulary_key import vocabulary_key
+from .probability_maps import NameSoftmaxMaps
 from .strip_postprocess import labels_in_strips
 from .window_accumulate import WindowCanvas
 
@@ -120,6 +122,8 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
                              self.text_encoder.name_to_class_index(self.class_names),
                              persistent=False)
         self.register_buffer('text_embeddings', torch.empty(0), persistent=False)
+        self._vocab_key = vocabulary_key(self.class_names)  # the list name_to_class describes
+        self._emb_key = None  # the (list, templates) text_embeddings were computed for
         self.logit_scale = float(logit_scale)
         self.prob_thd = float(prob_thd)
         self.area_thd = None if area_thd is None else float(area_thd)
@@ -151,6 +155,28 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
 
     def _on_state_dict_loaded(self) -> None:
         self._text_from_file = False  # a state dict replaced the text weights: not the file's
+        self._emb_key = None  # and the embeddings of the former weights are stale
+
+    # vocabulary ------------------------------------------------------------------------------
+    def set_class_names(self, names: Sequence) -> None:
+        """Use another class list (a list with one entry per class: a name or synonyms).
+
+        Assigning ``class_names`` directly works too: the name-to-class map, ``num_classes`` and
+        the text embeddings are keyed by the list itself and refreshed on the next use.
+        """
+        if isinstance(names, (str, bytes)) or not len(names):
+            raise ValueError(f'names must be a non-empty list of class names, got {names!r}')
+        self.class_names = load_class_names(list(names))
+        self._sync_vocabulary()
+
+    def _sync_vocabulary(self) -> None:
+        """Make ``num_classes`` and ``name_to_class`` describe the current ``class_names``."""
+        key = vocabulary_key(self.class_names)
+        if key != self._vocab_key:
+            self.num_classes = len(key)
+            self.name_to_class = self.text_encoder.name_to_class_index(
+                [list(c) for c in key]).to(self.name_to_class.device)
+            self._vocab_key = key
 
     # weights ---------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -163,16 +189,21 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         self._is_init = True
 
     def class_embeddings(self) -> Tensor:
-        """(num_names, E) normalised name embeddings, computed on first use on the model's device."""
+        """(num_names, E) normalised name embeddings, computed on first use on the model's device
+        and kept for this class list (recomputed when ``class_names`` or the templates change)."""
         dev = next(self.backbone.parameters()).device
-        if self.text_embeddings.numel() == 0 or self.text_embeddings.device != dev:
-            te = self.text_encoder
+        self._sync_vocabulary()
+        te = self.text_encoder
+        key = (self._vocab_key, tuple(te.templates))  # keyed by the list itself, not its length
+        if (self.text_embeddings.numel() == 0 or self.text_embeddings.device != dev
+                or self._emb_key != key):
             path = embedding_cache_file(
                 self.embedding_cache_dir, te.model_name,
                 te.pretrained if self._text_from_file else None, te.templates, self.class_names)
             with torch.no_grad():
                 emb = cached_embeddings(path, lambda: te(self.class_names))
             self.text_embeddings = emb.to(dev)
+            self._emb_key = key
         return self.text_embeddings
 
     # features --------------------------------------------------------------------------------
@@ -285,6 +316,23 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         pred[probs.max(0, keepdim=True)[0] < self.prob_thd] = 0
         return pred
 
+    def _restored_logits(self, seg_logits: Tensor, data_samples: OptSampleList, i: int
+                         ) -> Tuple[Tensor, Tuple[int, int]]:
+        """Image ``i``'s (1, num_names, h, w) logits with the preprocessor's padding removed and
+        flips undone, and the original size (H, W) they are resized to."""
+        logit = seg_logits[i:i + 1]
+        h, w = seg_logits.shape[-2:]
+        if data_samples is None:
+            return logit, (h, w)
+        meta = data_samples[i].metainfo
+        pad = meta.get('img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
+        left, right, top, bottom = pad
+        logit = logit[:, :, top:h - bottom, left:w - right]
+        if meta.get('flip', False):
+            dims = (3, ) if meta.get('flip_direction') == 'horizontal' else (2, )
+            logit = logit.flip(dims=dims)
+        return logit, tuple(int(v) for v in meta['ori_shape'][:2])
+
     def postprocess_result(self, seg_logits: Tensor, data_samples: OptSampleList = None) -> SampleList:
         """Fill ``pred_sem_seg`` (and ``seg_logits``, the class probabilities, when
         ``keep_seg_logits``) at the original image size.
@@ -292,22 +340,12 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         Without ``keep_seg_logits`` the labels are computed in row strips
         (:func:`labels_in_strips`), so the memory grows with the pixels only, not pixels x classes.
         """
-        b, _, h, w = seg_logits.shape
+        b = seg_logits.shape[0]
         only_pred = data_samples is None
         if only_pred:
             data_samples = [SegDataSample() for _ in range(b)]
         for i in range(b):
-            logit = seg_logits[i:i + 1]
-            out_hw = (h, w)
-            if not only_pred:
-                meta = data_samples[i].metainfo
-                pad = meta.get('img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
-                left, right, top, bottom = pad
-                logit = logit[:, :, top:h - bottom, left:w - right]
-                if meta.get('flip', False):
-                    dims = (3, ) if meta.get('flip_direction') == 'horizontal' else (2, )
-                    logit = logit.flip(dims=dims)
-                out_hw = tuple(int(v) for v in meta['ori_shape'][:2])
+            logit, out_hw = self._restored_logits(seg_logits, None if only_pred else data_samples, i)
             if not self.keep_seg_logits:
                 pred = labels_in_strips(
                     logit[0], out_hw, self.logit_scale, self.name_to_class, self.num_classes,
@@ -324,3 +362,23 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
                 'pred_sem_seg': PixelData(data=self.predict_from_probabilities(probs)),
             })
         return data_samples
+
+    @torch.no_grad()
+    def predict_probability_maps(self, inputs: Tensor, data_samples: OptSampleList = None
+                                 ) -> List[NameSoftmaxMaps]:
+        """Per image, its class probabilities at the original size, computed on demand in row
+        strips (:class:`~.probability_maps.NameSoftmaxMaps`, used by the inferencer): holds the
+        (num_names, h, w) cosines at the network's resolution instead of (num_classes, H, W)."""
+        if data_samples is not None:
+            metas = [s.metainfo for s in data_samples]
+        else:
+            metas = [dict(ori_shape=inputs.shape[2:], img_shape=inputs.shape[2:],
+                          pad_shape=inputs.shape[2:], padding_size=[0, 0, 0, 0])] * inputs.shape[0]
+        seg_logits = self.inference(inputs, metas)
+        maps = []
+        for i in range(seg_logits.shape[0]):
+            logit, out_hw = self._restored_logits(seg_logits, data_samples, i)
+            maps.append(NameSoftmaxMaps(logit[0], out_hw, self.logit_scale, self.name_to_class,
+                                        self.num_classes, self.align_corners,
+                                        self.postprocess_max_elems, self.postprocess_max_bytes))
+        return maps
