@@ -46,6 +46,7 @@ from PIL import Image
 
 from .checkpoints import apply_test_checkpoint
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
+from .strict_checkpoint import ALLOW_UNTRAINED_KEY, check_trained_head, load_whole_model_checkpoint
 from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segmentor_classes
 
 __all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
@@ -69,6 +70,13 @@ def resolve_config(config: Union[str, Path, Config, None]) -> Config:
         raise FileNotFoundError(f'config {name!r} is neither a file nor a config name under '
                                 f'{CONFIG_ROOT} (e.g. {DEFAULT_CONFIG!r})')
     return Config.fromfile(hits[0])
+
+
+def _non_empty(rgb: np.ndarray, what: str) -> np.ndarray:
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f'{what} is empty: {rgb.shape[1]}x{rgb.shape[0]} pixels (shape '
+                         f'{tuple(rgb.shape)}); an image needs at least one pixel')
+    return rgb
 
 
 @dataclass
@@ -108,7 +116,9 @@ class DeCLIPInferencer:
             (e.g. ``'declip_eva02-b16_training-free_ade20k-448'``, the default) or a Config.
         checkpoint (str, optional): a CLIP checkpoint, a DeCLIP export (image tower; becomes
             ``model.backbone.pretrained``) or a whole-segmentor checkpoint (e.g. a trained CAT-Seg;
-            loaded into the model). None uses the weights the config names.
+            loaded into the model; it must fit tensor by tensor). None uses the weights the config
+            names. A model with a trained head (CAT-Seg) is refused without one unless
+            ``cfg_options={'allow_untrained_head': True}``.
         device (str, optional): ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None picks CUDA if available.
         cfg_options (dict, optional): config overrides (``--cfg-options`` style keys).
         text_checkpoint (str, optional): CLIP checkpoint of the text tower, when the config's
@@ -140,6 +150,7 @@ class DeCLIPInferencer:
         model_cfg.setdefault('test_cfg', {})['keep_seg_logits'] = True
         if text_checkpoint is not None:
             model_cfg.text_encoder.pretrained = text_checkpoint
+        checkpoint = checkpoint or cfg.get('load_from')  # a config naming its model checkpoint
         kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
         if kind == 'segmentor':  # weights come from the file: nothing else may be required on disk
             cfg.load_from = None
@@ -153,9 +164,10 @@ class DeCLIPInferencer:
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         self.cfg = cfg
         seg = MODELS.build(model_cfg)
+        # a trained head needs its checkpoint, and that checkpoint must fit tensor by tensor
+        check_trained_head(seg, kind == 'segmentor', bool(cfg.get(ALLOW_UNTRAINED_KEY, False)))
         if kind == 'segmentor':
-            from mmengine.runner.checkpoint import load_checkpoint
-            load_checkpoint(seg, checkpoint, map_location='cpu', strict=False)
+            load_whole_model_checkpoint(seg, checkpoint)
         else:
             seg.init_weights()  # local files only; a missing one fails here, not at the first image
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -220,7 +232,8 @@ class DeCLIPInferencer:
                 bgr = decode_image_bytes(f.read(), path, channel_order='bgr')
             return np.ascontiguousarray(bgr[..., ::-1]), osp.splitext(osp.basename(path))[0]
         if isinstance(img, Image.Image):
-            return np.asarray(img.convert('RGB')), f'image_{index}'
+            return _non_empty(np.asarray(img.convert('RGB')), f'image {index} (PIL)'), \
+                f'image_{index}'
         if isinstance(img, np.ndarray):
             arr = img
             if arr.ndim == 2:
@@ -230,7 +243,8 @@ class DeCLIPInferencer:
                                  f'{arr.shape}')
             if arr.dtype != np.uint8:
                 raise ValueError(f'an array image must be uint8 RGB, got {arr.dtype}')
-            return np.ascontiguousarray(arr[..., :3]), f'image_{index}'
+            return _non_empty(np.ascontiguousarray(arr[..., :3]), f'image {index} (array)'), \
+                f'image_{index}'
         raise TypeError(f'images are paths, numpy arrays or PIL images, got {type(img).__name__}')
 
     def _prepare(self, rgb: np.ndarray) -> Dict[str, Any]:
@@ -262,8 +276,12 @@ class DeCLIPInferencer:
     @staticmethod
     def save(res: SegResult, out_dir: str, save_probs: bool = True) -> Dict[str, str]:
         """Write ``<name>_overlay.png`` (with legend), ``<name>_labels.png`` (uint8, 255 =
-        unlabeled) and ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``)."""
-        os.makedirs(out_dir, exist_ok=True)
+        unlabeled) and ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``). Existing files
+        are never replaced: ``<name>`` becomes ``<name>_1``, ``<name>_2``... (``res.name`` is
+        updated) when any of these files exists already."""
+        from ..utils.output_files import reserve_free_stem
+        res.name = reserve_free_stem(out_dir, res.name,
+                                     ('_overlay.png', '_labels.png', '_probs.npz'))
         files = dict(overlay=osp.join(out_dir, f'{res.name}_overlay.png'),
                      labels=osp.join(out_dir, f'{res.name}_labels.png'))
         res.visualization().save(files['overlay'])
