@@ -179,7 +179,8 @@ def test_show_dir_in_a_stock_mmseg_config(tmp_path):
                    f"test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict("
                    f"data_root={root!r}, pipeline=test_pipeline))\n")
     show = tmp_path / 'show'
-    metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show)])
+    metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show),
+                              '--allow-untrained-head'])   # a random SegFormer head on purpose
     assert 'mIoU' in metrics
     pngs = sorted(os.listdir(show / 'vis_data' / 'vis_image'))
     assert pngs == ['test_ADE_val_00000001.jpg_0.png', 'test_ADE_val_00000002.jpg_0.png']
