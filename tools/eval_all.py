@@ -14,9 +14,9 @@ resize: each pair runs image by image side by side and the backbone features of 
 computed once and reused (only when the input tensors and the backbones are bit-identical, so the
 numbers are exactly those of separate runs; ``--no-share`` runs them one after the other). Results
 are written after every benchmark, to this run's own ``results_<YYYYmmdd-HHMMSS>.{md,csv,json}`` in
-the work dir (an earlier run's tables are never overwritten); a failing benchmark is marked in the table with its error and
-the others carry on. Class-name embeddings are kept in ``--text-cache-dir`` (per model, text
-weights file, templates and names).
+the work dir (an earlier run's tables are never overwritten); a failing benchmark is marked in the
+table with its error and the others carry on. Class-name embeddings are kept in
+``--text-cache-dir`` (per model, text weights file, templates and names).
 """
 import argparse
 import copy
