@@ -14,7 +14,6 @@ from mmengine.registry import init_default_scope
 from tf_helpers import load_tool
 
 from declip_mm.apis import DeCLIPInferencer
-from declip_mm.apis.strict_checkpoint import check_whole_model_state_dict, whole_model_state_dict
 from declip_mm.testing import BENCHMARK_LAYOUTS, write_benchmark_fixture
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -158,6 +157,9 @@ def test_distiller_checkpoint_leaves_teachers_out_and_checks_the_rest(tmp_path):
     teachers (they are rebuilt from their own files), so they are not 'missing'."""
     from mmseg.registry import MODELS
     from train_helpers import TINY_CFG
+
+    from declip_mm.apis.strict_checkpoint import (check_whole_model_state_dict,
+                                                  whole_model_state_dict)
     init_default_scope('mmseg')
     model = MODELS.build(Config.fromfile(TINY_CFG).model)
     sd = whole_model_state_dict({'state_dict': model.state_dict()})

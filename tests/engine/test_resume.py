@@ -12,7 +12,6 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from tf_helpers import load_tool
 from train_helpers import TINY_CFG
 
-from declip_mm.engine.resume import checkpoint_problem, resolve_auto_resume
 
 train_tool = load_tool('train')
 
@@ -42,6 +41,7 @@ def test_copied_work_dir_resumes_from_its_own_checkpoint(tmp_path):
     copy = tmp_path / 'copy'
     shutil.copytree(orig, copy)
     assert _resumed_from(copy) == str(copy / 'epoch_2.pth')
+    from declip_mm.engine.resume import resolve_auto_resume
     path, notes = resolve_auto_resume(str(copy))
     assert path == str(copy / 'epoch_2.pth')
     assert notes and f'names {orig / "epoch_2.pth"}, outside this work dir' in notes[0]
@@ -53,9 +53,10 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     wd = _work_dir(tmp_path / 'wd', epochs=(1, 2, 3))
     full = (wd / 'epoch_3.pth').read_bytes()
     (wd / 'epoch_3.pth').write_bytes(full[:len(full) // 2])     # killed while saving
+    assert _resumed_from(wd) == str(wd / 'epoch_2.pth')
+    from declip_mm.engine.resume import checkpoint_problem, resolve_auto_resume
     assert 'truncated' in checkpoint_problem(str(wd / 'epoch_3.pth'))
     assert checkpoint_problem(str(wd / 'epoch_2.pth')) is None
-    assert _resumed_from(wd) == str(wd / 'epoch_2.pth')
     path, notes = resolve_auto_resume(str(wd))
     assert path == str(wd / 'epoch_2.pth')
     assert str(wd / 'epoch_3.pth') in notes[-1] and notes[-1].endswith(str(wd / 'epoch_2.pth'))
@@ -71,5 +72,6 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_fresh_work_dir_still_starts_from_scratch(tmp_path):
+    from declip_mm.engine.resume import resolve_auto_resume
     assert resolve_auto_resume(str(tmp_path / 'new')) == (None, [])
     assert _resumed_from(tmp_path / 'new') is None

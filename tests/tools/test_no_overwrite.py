@@ -17,7 +17,6 @@ from PIL import Image
 from tf_helpers import load_tool, run_file, tiny_options
 
 from declip_mm.testing import tiny_clip_config, write_benchmark_fixture
-from declip_mm.utils.output_files import reserve_free_stem, reserve_run_prefix
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -58,6 +57,7 @@ def test_convert_checkpoint_never_writes_over_its_input_or_an_existing_file(tmp_
 
 
 def test_reserved_names_never_collide(tmp_path):
+    from declip_mm.utils.output_files import reserve_free_stem, reserve_run_prefix
     a = reserve_run_prefix(str(tmp_path), 'results', ('md', 'json'), now=0.0)
     b = reserve_run_prefix(str(tmp_path), 'results', ('md', 'json'), now=0.0)
     assert b == a + '_1' and osp.isfile(a + '.md') and osp.isfile(b + '.md')
@@ -71,15 +71,23 @@ def test_eval_all_keeps_an_earlier_runs_table(tmp_path):
     data = str(tmp_path / 'data')
     write_benchmark_fixture('voc21', data, num_images=1)
     work = tmp_path / 'shared'
-    args = ['--data-root', data, '--benchmarks', 'voc21', '--work-dir', str(work),
-            '--text-cache-dir', 'none', '--cfg-options', *tiny_options(tmp_path)]
-    eval_all.main(args)
-    first = {p: open(p, 'rb').read() for p in glob.glob(str(work / 'results_*'))}
-    assert sorted(osp.splitext(p)[1] for p in first) == ['.csv', '.json', '.md']
-    eval_all.main(args + ['model.backbone.attn_mode=qq'])    # another run, same work dir
-    for path, content in first.items():
-        assert open(path, 'rb').read() == content, path
-    assert len(glob.glob(str(work / 'results_*.json'))) == 2
+    work.mkdir()
+    earlier = {work / f'results.{e}': f'an earlier run ({e})\n' for e in ('md', 'csv', 'json')}
+    earlier[work / 'results_20260101-000000.md'] = 'another earlier run\n'
+    for path, text in earlier.items():
+        path.write_text(text)
+    res = eval_all.main(['--data-root', data, '--benchmarks', 'voc21', '--work-dir', str(work),
+                         '--text-cache-dir', 'none', '--cfg-options', *tiny_options(tmp_path)])
+    for path, text in earlier.items():
+        assert path.read_text() == text, path
+    saved = json.load(open(_newest(work, 'json')))
+    assert saved['mIoU'] == pytest.approx(res)
+    assert len(glob.glob(str(work / 'results_*.md'))) == 2
+
+
+def _newest(work, ext):
+    (path, ) = [p for p in glob.glob(str(work / f'results_*.{ext}')) if '20260101' not in p]
+    return path
 
 
 def test_eval_catseg_keeps_the_finished_benchmark_when_another_has_no_data(tmp_path, capsys):

@@ -10,7 +10,6 @@ from mmengine.registry import init_default_scope
 from tf_helpers import load_tool
 
 from declip_mm.datasets.ov_coco_classes import OV_COCO_CLASSES
-from declip_mm.models.detectors.vocabulary_map import vocabulary_label_map
 from declip_mm.testing import write_ov_coco_fixture
 
 
@@ -26,6 +25,7 @@ def reference_map(vocab, dataset):
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_map_equals_reference_on_random_vocabularies(seed):
+    from declip_mm.models.detectors.vocabulary_map import vocabulary_label_map
     g = torch.Generator().manual_seed(seed)
     dataset = list(OV_COCO_CLASSES[:20])
     perm = torch.randperm(20, generator=g).tolist()
@@ -37,6 +37,7 @@ def test_map_equals_reference_on_random_vocabularies(seed):
 
 
 def test_identical_lists_need_no_map_and_bad_vocabularies_are_refused():
+    from declip_mm.models.detectors.vocabulary_map import vocabulary_label_map
     assert vocabulary_label_map(['cat', ['dog', 'puppy']], ['cat', 'dog']) is None
     with pytest.raises(ValueError, match=r"(?s)2 dataset categories are not in the vocabulary: "
                        r"person, car.*extra names are allowed"):
