@@ -51,7 +51,8 @@ def tiny_tool_options(tmp_path, family='eva02'):
             'model.backbone.out_indices=(0,1)', 'model.test_cfg.size=96',
             'model.test_cfg.crop_size=64', 'model.test_cfg.stride=32',
             'test_dataloader.num_workers=0', 'test_dataloader.dataset.pipeline.1.scale=(256,96)',
-            *[h.replace(' ', '') for h in head]]
+            *[h.replace(' ', '') for h in head],
+            'allow_untrained_head=True']   # random heads on purpose (issue 24.2: else refused)
 
 
 @pytest.fixture

@@ -37,3 +37,11 @@ def write_all_fixtures(data_dir, **kw):
     for name in BENCHMARK_LAYOUTS:
         write_benchmark_fixture(name, str(data_dir), **kw)
     return str(data_dir)
+
+
+def run_file(work_dir, ext):
+    """The one ``results_<date-time>.<ext>`` an eval tool wrote in ``work_dir`` (issue 24.6: each
+    run writes its own table)."""
+    import glob
+    (path, ) = glob.glob(osp.join(str(work_dir), f'results_*.{ext}'))
+    return path

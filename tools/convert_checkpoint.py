@@ -2,14 +2,18 @@
 """Convert a CLIP checkpoint of any supported flavour into a declip_mm checkpoint.
 
     python tools/convert_checkpoint.py SRC DST [--model-name EVA02-B-16] [--attn-mode csa]
-                                               [--attn-scale 1.0] [--image-only]
+                                               [--attn-scale 1.0] [--image-only] [--overwrite]
 
 Reads OpenAI jit/state-dict ``.pt``, open_clip ``.bin``/``.safetensors``, original EVA-CLIP ``.pt`` and
 official DeCLIP releases (detected by key signature), checks the result against the architecture (named
 or inferred from the shapes), reports unmatched and missing keys by name, and writes
 ``{'state_dict': ..., 'meta': {architecture, attn_mode, attn_scale, source}}``.
+
+An existing DST is refused unless ``--overwrite`` is given, and DST may never be SRC (or the JSON
+model config). The file is written next to DST under a temporary name and renamed once it loads.
 """
 import argparse
+import os
 import sys
 
 import torch
@@ -26,12 +30,19 @@ def parse_args(argv=None):
                    help='attention mode the weights were trained with (stored in meta)')
     p.add_argument('--attn-scale', type=float, default=None, help='training tau (stored in meta)')
     p.add_argument('--image-only', action='store_true', help='drop the text tower')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace DST if it exists (never allowed when DST is SRC)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     import declip_mm  # noqa: F401
+    from declip_mm.utils.output_files import check_output_path
+    try:  # before anything is read: a refused output costs nothing
+        check_output_path(args.dst, [args.src, args.model_name or ''], args.overwrite)
+    except (FileExistsError, ValueError) as err:
+        sys.exit(f'convert_checkpoint: {err}')
     from declip_mm.converters import (infer_model_name, save_checkpoint, summarize_keys,
                                       to_open_clip_state_dict)
     from declip_mm.models import DeCLIPTextEncoder, DeCLIPVisionTransformer
@@ -71,10 +82,16 @@ def main(argv=None):
     out = {k: v for k, v in sd.items() if k in used}
     attn_mode = args.attn_mode or meta.get('attn_mode')
     attn_scale = args.attn_scale if args.attn_scale is not None else meta.get('attn_scale')
-    save_checkpoint(args.dst, out, name, attn_mode=attn_mode, attn_scale=attn_scale,
-                    source=flavour)
+    tmp = f'{args.dst}.tmp-{os.getpid()}'
+    try:
+        save_checkpoint(tmp, out, name, attn_mode=attn_mode, attn_scale=attn_scale, source=flavour)
+        torch.load(tmp, weights_only=True)  # the written file must load safely
+        check_output_path(args.dst, [args.src], args.overwrite)  # nothing appeared meanwhile
+        os.replace(tmp, args.dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     print(f'wrote {args.dst}: {len(out)} tensors, meta attn_mode={attn_mode} attn_scale={attn_scale}')
-    torch.load(args.dst, weights_only=True)  # the written file must load safely
 
 
 if __name__ == '__main__':

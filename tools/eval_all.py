@@ -13,9 +13,10 @@ VOC21/VOC20, Context60/Context59 and COCO-Object/COCO-Stuff read the same images
 resize: each pair runs image by image side by side and the backbone features of a window are
 computed once and reused (only when the input tensors and the backbones are bit-identical, so the
 numbers are exactly those of separate runs; ``--no-share`` runs them one after the other). Results
-are written after every benchmark; a failing benchmark is marked in the table with its error and
-the others carry on. Class-name embeddings are kept in ``--text-cache-dir`` (per model, text
-weights file, templates and names).
+are written after every benchmark, to this run's own ``results_<YYYYmmdd-HHMMSS>.{md,csv,json}`` in
+the work dir (an earlier run's tables are never overwritten); a failing benchmark is marked in the
+table with its error and the others carry on. Class-name embeddings are kept in
+``--text-cache-dir`` (per model, text weights file, templates and names).
 """
 import argparse
 import copy
@@ -78,19 +79,20 @@ def format_table(results: dict, errors: dict = None) -> str:
     return '\n'.join(lines)
 
 
-def write_results(work_dir: str, results: dict, errors: dict, details: dict, checkpoint) -> str:
-    """Write results.{json,csv,md} (called after every benchmark: a later failure loses nothing)."""
+def write_results(prefix: str, results: dict, errors: dict, details: dict, checkpoint) -> str:
+    """Write ``<prefix>.{json,csv,md}``, this run's own files (called after every benchmark: a later
+    failure loses nothing)."""
     table = format_table(results, errors)
-    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+    with open(prefix + '.json', 'w') as f:
         json.dump(dict(mIoU=results, errors=errors, details=details, checkpoint=checkpoint), f,
                   indent=2)
-    with open(osp.join(work_dir, 'results.csv'), 'w', newline='') as f:
+    with open(prefix + '.csv', 'w', newline='') as f:
         w = csv.writer(f)
         cols = [b for b in BENCHMARKS if b in results or b in errors]
         w.writerow([TITLES[c] for c in cols] + ['Avg'])
         w.writerow([f'{results[c]:.2f}' if c in results else 'failed' for c in cols]
                    + [f'{sum(results.values()) / len(results):.2f}' if results else 'nan'])
-    with open(osp.join(work_dir, 'results.md'), 'w') as f:
+    with open(prefix + '.md', 'w') as f:
         f.write(table + '\n')
     return table
 
@@ -129,7 +131,9 @@ def main(argv=None):
     args = parse_args(argv)
     import declip_mm  # noqa: F401
     from declip_mm.apis import SharedFeatureCache, prepare_test_runner, run_in_lockstep, unwrap_model
-    os.makedirs(args.work_dir, exist_ok=True)
+    from declip_mm.utils.output_files import reserve_run_prefix
+    # this run's tables: results_<date-time>.{md,csv,json}, never an earlier run's files
+    prefix = reserve_run_prefix(args.work_dir, 'results', ('md', 'csv', 'json'))
     results, errors, details = {}, {}, {}
     t_all = time.time()
     order = {n: i for i, n in enumerate(args.benchmarks, 1)}
@@ -140,7 +144,7 @@ def main(argv=None):
         details[name] = dict(error=errors[name], traceback=''.join(
             traceback.format_exception(type(err), err, err.__traceback__))[-4000:])
         print(f'[{order[name]}/{total}] {name}: FAILED ({errors[name]}); carrying on', flush=True)
-        write_results(args.work_dir, results, errors, details, args.checkpoint)
+        write_results(prefix, results, errors, details, args.checkpoint)
 
     for group in units(args.benchmarks, not args.no_share):
         runners, names, paths = [], [], []
@@ -173,15 +177,15 @@ def main(argv=None):
                                  seconds=round(time.time() - t0, 1), config=paths[i])
             print(f'[{order[name]}/{total}] {name}: mIoU {results[name]:.2f} '
                   f'({time.time() - t0:.0f} s)', flush=True)
-            write_results(args.work_dir, results, errors, details, args.checkpoint)
+            write_results(prefix, results, errors, details, args.checkpoint)
 
         run_in_lockstep(runners, cache, done)
         if cache is not None:
             print(f'shared features: {cache.computed} backbone passes, {cache.reused} reused',
                   flush=True)
-    table = write_results(args.work_dir, results, errors, details, args.checkpoint)
+    table = write_results(prefix, results, errors, details, args.checkpoint)
     print('\n' + table + '\n')
-    print(f'wrote {args.work_dir}/results.{{md,csv,json}} ({time.time() - t_all:.0f} s in all)')
+    print(f'wrote {prefix}.{{md,csv,json}} ({time.time() - t_all:.0f} s in all)')
     return {b: results[b] for b in args.benchmarks if b in results}
 
 

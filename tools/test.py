@@ -3,6 +3,7 @@
 
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--show] [--show-dir DIR]
                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi] [--tta]
+                         [--allow-untrained-head]
 
 CHECKPOINT may be omitted for training-free configs (the config's local weights are used), be a
 CLIP / DeCLIP image-tower checkpoint (it becomes ``model.backbone.pretrained``; its stored attn_mode
@@ -12,6 +13,10 @@ evaluator does; the table is in docs/method.md), an mmengine checkpoint of the w
 ``--tta`` wraps the model in the config's ``tta_model``, or in the right wrapper for declip_mm's
 segmentors if it has none (or mmseg's ``SegTTAModel``). ``--show-dir DIR`` writes
 ``DIR/vis_data/vis_image/*.png``.
+
+A whole-model checkpoint must fit the model tensor by tensor (shape mismatches, missing and
+unexpected tensors are refused with their list), and a config whose head is trained (CAT-Seg, drop-in,
+detection) is refused without a checkpoint unless ``--allow-untrained-head`` is given.
 """
 import argparse
 import os
@@ -38,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                    help='job launcher')
     p.add_argument('--tta', action='store_true', help='test-time augmentation')
+    p.add_argument('--allow-untrained-head', action='store_true',
+                   help='evaluate a model with a trained head (CAT-Seg, drop-in, detection) without '
+                   'its checkpoint, i.e. with a randomly initialised head (smoke tests only); '
+                   'without it such a run is refused')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -79,6 +88,8 @@ def build_cfg(args):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'allow_untrained_head', False):
+        cfg.allow_untrained_head = True
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.out is not None and cfg.model.get('type') == 'DeCLIPZeroShotSegmentor':

@@ -6,7 +6,9 @@
                           [--strategy ddp|fsdp] [--vfm-cache-dir DIR]
 
 mmseg 1.x's flags. ``--resume`` without a path continues from the latest checkpoint in the work dir
-(an interrupted run resumes to the same result). A step that leaves NaN/Inf in the weights stops the
+(an interrupted run resumes to the same result): the one ``last_checkpoint`` names, taken from this
+work dir even when the dir was copied from elsewhere, or, if that file is cut short, the previous
+one (a warning names both). A step that leaves NaN/Inf in the weights stops the
 run before anything is saved (``DeCLIPFiniteWeightsHook``, added if the config lacks it). Without
 CUDA the distributed backend is gloo, so ``--launcher pytorch`` also works with CPU processes.
 ``--strategy fsdp`` (or ``strategy = dict(type='DeCLIPFSDPStrategy')`` in the config) trains fully
@@ -92,7 +94,13 @@ def build_cfg(args) -> Config:
         for msg in vfm_pipeline_warnings(pipeline):
             print_log(msg, logger='current', level=logging.WARNING)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # this work dir's own checkpoints (not a copied last_checkpoint's absolute path), and the
+        # previous one when the last is cut short (declip_mm/engine/resume.py)
+        from declip_mm.engine.resume import resolve_auto_resume
+        path, notes = resolve_auto_resume(cfg.work_dir)
+        for note in notes:
+            print_log(note, logger='current', level=logging.WARNING)
+        cfg.resume, cfg.load_from = True, path
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if getattr(args, 'strategy', None) == 'fsdp':

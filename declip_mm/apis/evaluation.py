@@ -7,10 +7,12 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from ..datasets.class_names import check_class_names
 from .checkpoints import apply_test_checkpoint, unwrap_model
+from .strict_checkpoint import ALLOW_UNTRAINED_KEY, StrictLoadCheckHook, check_trained_head
 
 __all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed',
            'drop_training_parts']
@@ -79,6 +81,9 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
 
     The class-name list (if the model has one) is checked against the test dataset (count and order)
     before any image is processed; weights are loaded (from local files only) before the first batch.
+    A whole-model checkpoint (``load_from``) must fit the model tensor by tensor, and a model with a
+    trained head is refused without one unless ``cfg.allow_untrained_head`` is set
+    (:mod:`declip_mm.apis.strict_checkpoint`).
     """
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -91,6 +96,10 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     fresh_visualizer(cfg)
     runner = Runner.from_cfg(cfg)
     seg = unwrap_model(runner.model)
+    # a model with a trained head needs its checkpoint; that checkpoint must fit tensor by tensor
+    check_trained_head(seg, bool(cfg.get('load_from')), bool(cfg.get(ALLOW_UNTRAINED_KEY, False)))
+    if cfg.get('load_from'):
+        runner.register_hook(StrictLoadCheckHook(cfg.load_from))
     ds_cfg = cfg.test_dataloader.dataset
     folder = osp.join(ds_cfg.get('data_root') or '', (ds_cfg.get('data_prefix') or {}).get(
         'img_path', ''))
@@ -107,6 +116,15 @@ def prepare_test_runner(cfg: Config, checkpoint: Optional[str] = None, work_dir:
     if hasattr(seg, 'class_names'):
         check_class_names(seg.class_names, dataset.metainfo.get('classes'),
                           source='model.class_names')
+    elif hasattr(seg, 'set_dataset_classes') and dataset.metainfo.get('classes') is not None:
+        # a detector's test-time vocabulary is scored against the dataset's categories by name
+        label_map = seg.set_dataset_classes(dataset.metainfo['classes'])
+        if label_map is not None:
+            extra = [n for n, j in zip(seg.vocabulary, label_map) if j < 0]
+            print_log(f'vocabulary of {len(label_map)} classes mapped by name onto the dataset\'s '
+                      f'{len(dataset.metainfo["classes"])} categories'
+                      + (f'; boxes of {len(extra)} other name(s) are not scored: '
+                         f'{", ".join(extra[:10])}' if extra else ''), logger='current')
     # models with a text tower (segmentor, region classifier) load their local weights here (the
     # Runner initialises weights only when training); a whole-model checkpoint is loaded by test()
     if hasattr(seg, 'text_encoder') and kind != 'segmentor':

@@ -58,6 +58,7 @@ from .checkpoints import apply_test_checkpoint
 from ..models.segmentors.probability_maps import ClassProbabilityMaps, DenseClassMaps
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
 from .result_files import write_label_png, write_probs_npz
+from .strict_checkpoint import ALLOW_UNTRAINED_KEY, check_trained_head, load_whole_model_checkpoint
 from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segmentor_classes
 
 __all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
@@ -81,6 +82,13 @@ def resolve_config(config: Union[str, Path, Config, None]) -> Config:
         raise FileNotFoundError(f'config {name!r} is neither a file nor a config name under '
                                 f'{CONFIG_ROOT} (e.g. {DEFAULT_CONFIG!r})')
     return Config.fromfile(hits[0])
+
+
+def _non_empty(rgb: np.ndarray, what: str) -> np.ndarray:
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f'{what} is empty: {rgb.shape[1]}x{rgb.shape[0]} pixels (shape '
+                         f'{tuple(rgb.shape)}); an image needs at least one pixel')
+    return rgb
 
 
 @dataclass
@@ -137,7 +145,9 @@ class DeCLIPInferencer:
             (e.g. ``'declip_eva02-b16_training-free_ade20k-448'``, the default) or a Config.
         checkpoint (str, optional): a CLIP checkpoint, a DeCLIP export (image tower; becomes
             ``model.backbone.pretrained``) or a whole-segmentor checkpoint (e.g. a trained CAT-Seg;
-            loaded into the model). None uses the weights the config names.
+            loaded into the model; it must fit tensor by tensor). None uses the weights the config
+            names. A model with a trained head (CAT-Seg) is refused without one unless
+            ``cfg_options={'allow_untrained_head': True}``.
         device (str, optional): ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None picks CUDA if available.
         cfg_options (dict, optional): config overrides (``--cfg-options`` style keys).
         text_checkpoint (str, optional): CLIP checkpoint of the text tower, when the config's
@@ -170,6 +180,7 @@ class DeCLIPInferencer:
         model_cfg.setdefault('test_cfg', {})['keep_seg_logits'] = True
         if text_checkpoint is not None:
             model_cfg.text_encoder.pretrained = text_checkpoint
+        checkpoint = checkpoint or cfg.get('load_from')  # a config naming its model checkpoint
         kind = apply_test_checkpoint(cfg, checkpoint) if checkpoint else None
         if kind == 'segmentor':  # weights come from the file: nothing else may be required on disk
             cfg.load_from = None
@@ -183,9 +194,10 @@ class DeCLIPInferencer:
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         self.cfg = cfg
         seg = MODELS.build(model_cfg)
+        # a trained head needs its checkpoint, and that checkpoint must fit tensor by tensor
+        check_trained_head(seg, kind == 'segmentor', bool(cfg.get(ALLOW_UNTRAINED_KEY, False)))
         if kind == 'segmentor':
-            from mmengine.runner.checkpoint import load_checkpoint
-            load_checkpoint(seg, checkpoint, map_location='cpu', strict=False)
+            load_whole_model_checkpoint(seg, checkpoint)
         else:
             seg.init_weights()  # local files only; a missing one fails here, not at the first image
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -251,7 +263,8 @@ class DeCLIPInferencer:
             return np.ascontiguousarray(bgr[..., ::-1]), osp.splitext(osp.basename(path))[0]
         if isinstance(img, Image.Image):  # EXIF orientation applied, as cv2 does for a path
             from PIL import ImageOps
-            return np.asarray(ImageOps.exif_transpose(img).convert('RGB')), f'image_{index}'
+            return _non_empty(np.asarray(ImageOps.exif_transpose(img).convert('RGB')),
+                              f'image {index} (PIL)'), f'image_{index}'
         if isinstance(img, np.ndarray):
             arr = img
             if arr.ndim == 2:
@@ -261,7 +274,8 @@ class DeCLIPInferencer:
                                  f'{arr.shape}')
             if arr.dtype != np.uint8:
                 raise ValueError(f'an array image must be uint8 RGB, got {arr.dtype}')
-            return np.ascontiguousarray(arr[..., :3]), f'image_{index}'
+            return _non_empty(np.ascontiguousarray(arr[..., :3]), f'image {index} (array)'), \
+                f'image_{index}'
         raise TypeError(f'images are paths, numpy arrays or PIL images, got {type(img).__name__}')
 
     def _prepare(self, rgb: np.ndarray) -> Dict[str, Any]:
@@ -301,8 +315,12 @@ class DeCLIPInferencer:
         """Write ``<name>_overlay.png`` (with legend), ``<name>_labels.png`` (16-bit class indices,
         65535 = unlabeled; :func:`~declip_mm.apis.result_files.read_label_png` reads it back) and
         ``<name>_probs.npz`` (float16 ``probs`` and the ``classes``, written a few classes at a
-        time)."""
+        time). Existing files are never replaced: ``<name>`` becomes ``<name>_1``, ``<name>_2``...
+        (``res.name`` is updated) when any of these files exists already."""
+        from ..utils.output_files import reserve_free_stem
         os.makedirs(out_dir, exist_ok=True)
+        res.name = reserve_free_stem(out_dir, res.name,
+                                     ('_overlay.png', '_labels.png', '_probs.npz'))
         files = dict(overlay=osp.join(out_dir, f'{res.name}_overlay.png'),
                      labels=osp.join(out_dir, f'{res.name}_labels.png'))
         res.visualization().save(files['overlay'])

@@ -149,9 +149,16 @@ def decode_image_bytes(data: bytes, path: str, flag: str = 'color', channel_orde
         ValueError: the bytes do not decode; the message names ``path`` and, if known, why.
     """
     import mmcv
+    if len(data) == 0:  # cv2.imdecode raises a bare cv2.error (an assertion) without the name
+        raise ValueError(f'failed to load image {path}: the file is empty (0 bytes)')
     data, reason = checked_bytes(data, path)
-    img = mmcv.imfrombytes(data, flag=flag, channel_order=channel_order, backend=backend)
-    if img is None:
+    try:
+        img = mmcv.imfrombytes(data, flag=flag, channel_order=channel_order, backend=backend)
+    except Exception as err:  # cv2.error / PIL errors: name the file
+        raise ValueError(f'failed to load image {path}: {type(err).__name__}: '
+                         f'{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}'
+                         ) from err
+    if img is None or img.size == 0:
         raise ValueError(f'failed to load image {path}' + (f': {reason}' if reason else
                                                            ' (not a decodable image)'))
     return img

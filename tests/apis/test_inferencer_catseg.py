@@ -29,7 +29,8 @@ def tiny_catseg_opts():
             'model.backbone.pretrained': None, 'model.text_encoder.pretrained': None,
             'model.backbone.out_indices': (0, 1), 'model.test_cfg.size': 96,
             'model.test_cfg.crop_size': 64, 'model.test_cfg.stride': 32,
-            'test_pipeline.1.scale': (4096, 64)}
+            'test_pipeline.1.scale': (4096, 64),
+            'allow_untrained_head': True}   # a random head on purpose (else refused, issue 24.2)
     opts.update({f'model.decode_head.{k}': v for k, v in HEAD.items()})
     return opts
 

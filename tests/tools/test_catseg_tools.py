@@ -7,7 +7,7 @@ import pytest
 import torch
 from catseg_helpers import catseg_config, one_thread, tiny_tool_options  # noqa: F401
 from seg_metric_helpers import check_tool_metrics
-from tf_helpers import load_tool
+from tf_helpers import load_tool, run_file
 
 from declip_mm.testing import BENCHMARK_LAYOUTS, TRAIN_LAYOUTS, write_benchmark_fixture
 
@@ -126,4 +126,4 @@ def test_eval_catseg_prints_table_next_to_published(tmp_path, capsys):
     assert '| CAT-Seg ViT-B (published) | 31.8 | 57.5 | - |' in out
     assert '| DeCLIP + CAT-Seg ViT-B (published) | 36.3 | 60.6 | - |' in out
     assert f'| declip-eva02-b16 (this run) | - | {res["context59"]:.1f} | - |' in out
-    assert (tmp_path / 'wd' / 'results.md').exists()
+    assert '(this run)' in open(run_file(tmp_path / 'wd', 'md')).read()

@@ -4,7 +4,7 @@ import os.path as osp
 import numpy as np
 import pytest
 from PIL import Image
-from tf_helpers import load_tool, tiny_options, write_all_fixtures
+from tf_helpers import load_tool, run_file, tiny_options, write_all_fixtures
 
 eval_all = load_tool('eval_all')
 demo = load_tool('demo')
@@ -20,9 +20,9 @@ def test_eval_all_eight_benchmarks(tmp_path, capsys):
     text = capsys.readouterr().out
     assert '[8/8] ade20k' in text
     assert '| VOC21 | Context60 | Object | VOC20 | Context59 | Stuff | City | ADE | Avg |' in text
-    saved = json.load(open(out / 'results.json'))
+    saved = json.load(open(run_file(out, 'json')))
     assert saved['mIoU'] == pytest.approx(results)
-    rows = open(out / 'results.csv').read().splitlines()
+    rows = open(run_file(out, 'csv')).read().splitlines()
     assert rows[0].split(',')[-1] == 'Avg' and len(rows[1].split(',')) == 9
     avg = float(rows[1].split(',')[-1])
     assert avg == pytest.approx(sum(results.values()) / 8, abs=0.01)

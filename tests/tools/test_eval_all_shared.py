@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from tf_helpers import load_tool, tiny_options, write_all_fixtures
+from tf_helpers import load_tool, run_file, tiny_options, write_all_fixtures
 
 from declip_mm.models import DeCLIPVisionTransformer
 
@@ -39,7 +39,7 @@ def test_shared_features_equal_separate_runs(tmp_path, count_passes):
         eval_all.main(['--data-root', data, '--work-dir', str(work), '--text-cache-dir', 'none',
                        *extra, '--cfg-options', *opts])
         passes[mode] = len(count_passes)
-        outs[mode] = json.load(open(work / 'results.json'))
+        outs[mode] = json.load(open(run_file(work, 'json')))
     sep, sh = outs['separate'], outs['shared']
     assert list(sep['mIoU']) and sorted(sep['mIoU']) == sorted(eval_all.BENCHMARKS)
     for name in eval_all.BENCHMARKS:   # every metric exactly equal, not approximately
@@ -60,10 +60,10 @@ def test_failing_benchmark_is_marked_and_others_finish(tmp_path, capsys):
     results = eval_all.main(['--data-root', data, '--work-dir', str(out), '--cfg-options',
                              *tiny_options(tmp_path, 'openai')])
     assert sorted(results) == sorted(set(eval_all.BENCHMARKS) - {'cityscapes', 'ade20k'})
-    saved = json.load(open(out / 'results.json'))
+    saved = json.load(open(run_file(out, 'json')))
     assert saved['mIoU'] == pytest.approx(results)
     assert set(saved['errors']) == {'cityscapes', 'ade20k'}
-    table = open(out / 'results.md').read()
+    table = open(run_file(out, 'md')).read()
     assert '| failed |' in table and 'City failed:' in table and 'ADE failed:' in table
     text = capsys.readouterr().out
     assert 'ade20k: FAILED' in text and 'carrying on' in text

@@ -187,7 +187,8 @@ def test_show_dir_in_a_stock_mmseg_config(tmp_path):
                    f"data_root={root!r}, pipeline=test_pipeline))\n")
     show = tmp_path / 'show'
     metrics = test_tool.main([str(cfg), '--work-dir', str(tmp_path / 'wd'), '--show-dir', str(show),
-                              '--out', str(tmp_path / 'preds')])
+                              '--out', str(tmp_path / 'preds'),
+                              '--allow-untrained-head'])   # a random SegFormer head on purpose
     check_tool_metrics(metrics, tmp_path / 'preds', root, 'ade20k')
     pngs = sorted(os.listdir(show / 'vis_data' / 'vis_image'))
     assert pngs == ['test_ADE_val_00000001.jpg_0.png', 'test_ADE_val_00000002.jpg_0.png']

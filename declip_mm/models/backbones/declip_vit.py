@@ -192,6 +192,12 @@ class DeCLIPVisionTransformer(BaseModule):
                 if n != len(out_indices) - 1:
                     raise ValueError(f'out_indices entry {i} (the last block, i.e. the content map) '
                                      'must be the last entry of out_indices')
+            elif j == last:  # not featmap (handled above)
+                raise ValueError(
+                    f'out_indices entry {i} is the last block, whose output is the decoupled content '
+                    f"map: that is an output of out_type='featmap' (as the last out_indices entry); "
+                    f"with out_type={self.out_type!r} the content map is the 'content' output and "
+                    f'out_indices takes blocks 0..{last - 1}')
             elif not 0 <= j < last:
                 hint = (f'0..{last - 1}, or {last} / -1 as the last entry for the content map'
                         if featmap else f'0..{last - 1}; the last block is decoupled, its output is '

@@ -80,6 +80,10 @@ class DeCLIPRegionClassifier(BaseModel):
         data_preprocessor (dict): defaults to ``RegionDataPreprocessor``.
     """
 
+    #: every weight comes from the towers' pretrained files: evaluated without a model checkpoint
+    #: (declip_mm.apis.strict_checkpoint.check_trained_head)
+    training_free = True
+
     def __init__(self,
                  backbone: Optional[dict],
                  text_encoder: dict,

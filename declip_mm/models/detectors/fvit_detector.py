@@ -12,15 +12,20 @@ Call graph::
       └─ backbone.forward_featmaps(inputs, need_content=True)   maps (strides 4..32), content map
       └─ neck(maps) -> rpn_head.predict -> roi_head.predict(..., clip_map=content)
       └─ pred_instances.label_names   names of the current vocabulary
+      └─ dataset_label_map (optional)  labels -> the test dataset's category indices, by name
+                                       (set by tools/test.py through :meth:`set_dataset_classes`)
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
+import torch
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
+
+from .vocabulary_map import vocabulary_label_map
 
 __all__ = ['DeCLIPFViT']
 
@@ -55,6 +60,8 @@ class DeCLIPFViT(TwoStageDetector):
         """Detect ``classes`` from now on (labels index them); ``base_classes`` are the ones the
         detector was trained on (ensemble exponent α; the others use β)."""
         self.roi_head.bbox_head.set_vocabulary(classes, base_classes)
+        if getattr(self, 'dataset_classes', None) is not None:  # keep scoring by name
+            self.set_dataset_classes(self.dataset_classes)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
@@ -69,7 +76,28 @@ class DeCLIPFViT(TwoStageDetector):
         results_list = self.roi_head.predict(x, rpn_results_list, batch_data_samples,
                                              rescale=rescale, **kwargs)
         names = getattr(self.roi_head.bbox_head, 'class_names', None)
-        if names is not None:
-            for res in results_list:
-                res.label_names = [names[int(i)] for i in res.labels]
+        label_map = getattr(self, 'dataset_label_map', None)
+        for n, res in enumerate(results_list):
+            label_names = None if names is None else [names[int(i)] for i in res.labels]
+            if label_map is not None:  # vocabulary index -> dataset index; -1: not scored
+                mapped = label_map.to(res.labels.device)[res.labels]
+                keep = mapped >= 0
+                res = res[keep]
+                res.labels = mapped[keep]
+                if label_names is not None:
+                    label_names = [m for m, k in zip(label_names, keep.tolist()) if k]
+            if label_names is not None:
+                res.label_names = label_names
+            results_list[n] = res
         return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+    def set_dataset_classes(self, classes: Optional[Sequence[str]]) -> Optional[List[int]]:
+        """Score predictions against a dataset with these categories: from now on labels are
+        dataset indices, matched by name (:func:`vocabulary_label_map`), and boxes of vocabulary
+        entries that are no dataset category are dropped. ``None`` switches the mapping off (labels
+        index the vocabulary). Returns the map (None: identical lists)."""
+        label_map = None if classes is None else vocabulary_label_map(
+            self.roi_head.bbox_head.classes, list(classes), type(self).__name__)
+        self.dataset_classes = None if classes is None else list(classes)
+        self.dataset_label_map = None if label_map is None else torch.tensor(label_map)
+        return label_map

@@ -94,6 +94,10 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         pretrained (str, optional): overrides ``backbone.pretrained`` (mmseg convention).
     """
 
+    #: every weight comes from the towers' pretrained files: evaluated without a model checkpoint
+    #: (declip_mm.apis.strict_checkpoint.check_trained_head)
+    training_free = True
+
     def __init__(self,
                  backbone: ConfigType,
                  text_encoder: ConfigType,

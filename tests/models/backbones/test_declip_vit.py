@@ -173,7 +173,8 @@ def test_gradient_checkpointing_same_grads(make_backbone):
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(attn_mode='nope'), 'unknown attn_mode'),
-    (dict(out_indices=(2, )), 'out of range'),
+    (dict(out_indices=(2, )), "the last block.*out_type='featmap'"),
+    (dict(out_indices=(3, )), 'out of range'),
     (dict(frozen_stages=9), 'frozen_stages'),
     (dict(pretrained='/nonexistent/clip.pt'), 'not found'),
     (dict(pretrained='https://example.com/clip.pt'), 'local file'),

@@ -76,7 +76,12 @@ def test_frozen_tower_trains_only_the_resampler(make_backbone):
     (dict(out_type='featmap', out_indices=(-1, 0)), 'must be the last entry'),
     (dict(out_type='featmap', out_indices=(0, 3)), 'out of range'),
     (dict(out_type='featmap', out_indices=(1, -2)), 'twice'),
-    (dict(out_indices=(-1, )), "the last block is decoupled, its output is 'content'"),
+    # issue 24.7: the last block with the default out_type names out_type='featmap' (it used to say
+    # "-1 is out of range")
+    (dict(out_indices=(-1, )), r"entry -1 is the last block.*out_type='featmap'.*'content'"),
+    (dict(out_indices=(0, 1, -1)), r"entry -1 is the last block.*out_type='featmap'"),
+    (dict(out_indices=(2, )), r"entry 2 is the last block.*out_type='featmap'"),
+    (dict(out_indices=(5, )), r"entry 5 is out of range for a 3-block tower"),
 ])
 def test_invalid_featmap_config(make_backbone, kwargs, match):
     with pytest.raises(ValueError, match=match):
