@@ -93,6 +93,10 @@ class DeCLIPVisionTransformer(BaseModule):
         check_mode (bool): check the checkpoint's ``meta['attn_mode']`` against ``attn_mode``: the
             same mode or ``csa`` evaluation of a ``qq``/``kk`` checkpoint (info line) pass, other
             decoupled pairs are refused (table in ``layers/mode_pairs.py``). Defaults to True.
+        maskclip_residual (str): residual of the last block in ``maskclip`` mode: ``'token'``
+            (default: each token's own, ``ffn(x + out_proj(v))``) or ``'cls'`` (the class token's
+            for every token, ``ffn(x_cls + out_proj(v))``, as KU-CVLAB CAT-Seg's OpenAI
+            ``ResidualAttentionBlock.forward_dense``, ``v = v.transpose(1, 0) + x[:1]``).
         init_cfg (dict, optional): mmengine init config (unused by default).
     """
 
@@ -110,6 +114,7 @@ class DeCLIPVisionTransformer(BaseModule):
                  quick_gelu: Optional[bool] = None,
                  check_mode: bool = True,
                  decouple_last: int = 1,
+                 maskclip_residual: str = 'token',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model_name = model_name
@@ -128,6 +133,14 @@ class DeCLIPVisionTransformer(BaseModule):
         self.patch_size = self.ops.patch_size
         self.depth = len(self.ops.blocks())
         self._set_attn_scale(attn_scale, default_attn_scale)
+        if maskclip_residual not in ('token', 'cls'):
+            raise ValueError(f"maskclip_residual must be 'token' or 'cls', got {maskclip_residual!r}")
+        if maskclip_residual == 'cls' and (self.attn_mode != 'maskclip'
+                                           or self.ops.num_prefix_tokens != 1):
+            raise ValueError("maskclip_residual='cls' needs attn_mode='maskclip' and a tower with "
+                             f"one class token (got {self.attn_mode!r}, "
+                             f"{self.ops.num_prefix_tokens} prefix tokens)")
+        self.maskclip_residual = maskclip_residual
         if out_type not in OUT_TYPES:
             raise ValueError(f'unknown out_type {out_type!r}; choose one of {OUT_TYPES}')
         self.out_type = out_type
@@ -413,7 +426,8 @@ class DeCLIPVisionTransformer(BaseModule):
         o = o.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
         o = self.ops.attn_out(blk, o)
         if self.attn_mode == 'maskclip':
-            o = self.ops.ffn(blk, x + o)
+            res = x[:, :1] if self.maskclip_residual == 'cls' else x
+            o = self.ops.ffn(blk, res + o)
         out['tokens'] = o
         return out
 
