@@ -1,6 +1,6 @@
 """Import-time check of the dependencies whose wrong version fails far from the cause.
 
-* timm older than :data:`MIN_VERSIONS` ``['timm']`` builds EVA02 towers whose attention has no
+* timm older than :data:`RANGES` ``['timm']`` builds EVA02 towers whose attention has no
   ``head_dim`` (timm 1.0.26 added it), and every EVA02 path then dies with a bare
   ``AttributeError: 'EvaAttention' object has no attribute 'head_dim'``;
 * mmcv is not a pip requirement (PyPI has only its source for current torch: pip would try to compile
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from packaging.version import Version
 
-__all__ = ['MIN_VERSIONS', 'MMCV_RANGE', 'MMCV_FIX', 'dependency_problems', 'check_dependencies']
+__all__ = ['RANGES', 'MMCV_RANGE', 'MMCV_FIX', 'dependency_problems', 'check_dependencies']
 
-#: distribution -> lowest version the test suite passes with (requirements/runtime.txt's lower bounds)
-MIN_VERSIONS: Dict[str, str] = {'timm': '1.0.26', 'open_clip_torch': '2.32.0'}
+#: distribution -> [lowest version the test suite passes with, next major after the tested one): the
+#: ranges of requirements/runtime.txt. Only the lower bound is enforced at import.
+RANGES: Dict[str, Tuple[str, str]] = {'timm': ('1.0.26', '2'), 'open_clip_torch': ('2.32', '4')}
 
 #: mmcv versions mmseg 1.2.2 / mmdet 3.3.0 accept: [low, high)
 MMCV_RANGE = ('2.0.0rc4', '2.2.0')
@@ -51,11 +52,11 @@ def dependency_problems(version_of: Callable[[str], Optional[str]] = _installed_
         find_spec: module name -> spec or None, as :func:`importlib.util.find_spec`.
     """
     problems = []
-    for dist, low in MIN_VERSIONS.items():
+    for dist, (low, high) in RANGES.items():
         have = version_of(dist)
         if have is not None and Version(have) < Version(low):
             problems.append(f'{dist} {have} is older than {low}: {_WHY[dist]}. '
-                            f"Fix: pip install '{dist}>={low},<{Version(low).major + 1}'")
+                            f"Fix: pip install '{dist}>={low},<{high}'")
     if find_spec('mmcv') is None:
         problems.append(f'mmcv is not installed. Fix: {MMCV_FIX}')
         return problems
