@@ -88,3 +88,21 @@ def test_python_requires_can_be_met():
                 assert needs.contains(v), (dist, v)
     import sys
     assert declared.contains(f'{sys.version_info.major}.{sys.version_info.minor}')
+
+
+def test_setup_metadata_declares_the_ranges_and_the_environment_meets_them(tmp_path):
+    """The metadata setup.py writes (egg_info, as a build does) carries runtime.txt's ranges, and the
+    installed versions satisfy each of them."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base', str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (info, ) = tmp_path.glob('*.egg-info')
+    text = (info / 'requires.txt').read_text()
+    base = text.split('\n[', 1)[0]  # requirements before the first [extra] section
+    declared = [Requirement(ln) for ln in base.splitlines() if ln.strip()]
+    assert [str(r) for r in declared] == [str(r) for r in RUNTIME]
+    for r in declared:
+        assert r.specifier.contains(md.version(r.name), prereleases=True), (r, md.version(r.name))
+    assert 'Requires-Python: >=3.10' in (info / 'PKG-INFO').read_text()
