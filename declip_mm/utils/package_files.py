@@ -66,7 +66,7 @@ def config_names(root: Optional[str] = None) -> List[str]:
     """Names (file stems) of every config outside ``_base_``, sorted."""
     root = root or config_root()
     paths = glob.glob(osp.join(root, '**', '*.py'), recursive=True)
-    return sorted({osp.splitext(osp.basename(p))[0] for p in paths
+    return sorted({osp.basename(p)[:-3] for p in paths
                    if '_base_' not in osp.relpath(p, root).split(os.sep)})
 
 
@@ -83,7 +83,8 @@ def find_config(name: str) -> str:
     rel = osp.join(root, name if name.endswith('.py') else name + '.py')
     if osp.isfile(rel):
         return rel
-    stem = osp.splitext(osp.basename(name))[0]
+    stem = osp.basename(name)
+    stem = stem[:-3] if stem.endswith('.py') else stem  # names hold dots ('csa-0.05-2.0-...')
     hits = sorted(p for p in glob.glob(osp.join(root, '**', stem + '.py'), recursive=True)
                   if '_base_' not in osp.relpath(p, root).split(os.sep))
     if not hits:

@@ -35,11 +35,11 @@ def test_no_exact_pins_and_upper_bounds_at_the_next_major():
     for r in RUNTIME + reqs('mminstall.txt'):
         ops = {s.operator for s in r.specifier}
         assert '==' not in ops and '===' not in ops, r
-        lows = [Version(s.version) for s in r.specifier if s.operator == '>=']
-        highs = [Version(s.version) for s in r.specifier if s.operator == '<']
-        if lows:  # a lower bound comes with the next major after the tested version as upper bound
-            (high, ) = highs
+        if canon(r.name) in CONSTRAINTS:  # tested: the oldest passing version up to the next major
+            (low, ) = [Version(s.version) for s in r.specifier if s.operator == '>=']
+            (high, ) = [Version(s.version) for s in r.specifier if s.operator == '<']
             (tested, ) = [Version(s.version) for s in CONSTRAINTS[canon(r.name)].specifier]
+            assert low <= tested < high, r
             if r.name == 'mmcv':
                 assert high == Version('2.2.0')  # mmseg 1.2.2 / mmdet 3.3.0 refuse mmcv >= 2.2
             else:
