@@ -68,7 +68,6 @@ CONSOLE_SCRIPTS = [
     'declip-convert = declip_mm.cli:main_convert',
     'declip-quickstart = declip_mm.cli:main_quickstart',
     'declip-benchmark = declip_mm.cli:main_benchmark',
-    'declip-install-mmcv = declip_mm.cli:main_install_mmcv',
     'declip-configs = declip_mm.cli:main_configs',
 ]
 
@@ -109,6 +108,8 @@ setup(
         'mmdet': [r for r in read_requirements('mminstall.txt') if r.startswith('mmdet')],
     },
     entry_points={'console_scripts': CONSOLE_SCRIPTS},
+    # not an entry point: it must run before mmcv (which `import declip_mm` needs) is installed
+    scripts=['scripts/declip-install-mmcv'],
     cmdclass={'build_py': BuildWithMim},
     include_package_data=True,
     zip_safe=False,

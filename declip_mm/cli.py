@@ -6,13 +6,13 @@ from the checkout this package sits in (:mod:`declip_mm.utils.package_files`). T
 take a config as their first argument (train, test) also accept a config *name*
 (``declip-test declip_eva02-b16_training-free_ade20k-448``): when that argument is not an existing
 file it is looked up among the shipped configs. ``declip-configs`` lists the names.
+``declip-install-mmcv`` is a plain script (``scripts/``), not an entry point: importing this module
+imports ``declip_mm``, which needs the mmcv it would install.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import runpy
-import subprocess
 import sys
 from typing import List, Optional
 
@@ -31,7 +31,6 @@ COMMANDS = {
     'declip-convert': ('convert_checkpoint.py', False),
     'declip-quickstart': ('quickstart.py', False),
     'declip-benchmark': ('benchmark.py', False),
-    'declip-install-mmcv': ('install_mmcv.sh', False),
 }
 
 
@@ -53,17 +52,13 @@ def _resolve_config_arg(argv: List[str]) -> List[str]:
 def run_tool(script: str, argv: Optional[List[str]] = None, config_first: bool = False) -> int:
     """Run ``tools/<script>`` with ``argv`` as its command line; returns the exit status.
 
-    Python scripts run in this interpreter as ``__main__`` (``sys.argv[0]`` is the script and its
-    folder leads ``sys.path``, as with ``python tools/<script>``); shell scripts run under bash with
-    this interpreter as ``PYTHON``.
+    The script runs in this interpreter as ``__main__`` (``sys.argv[0]`` is the script and its
+    folder leads ``sys.path``, as with ``python tools/<script>``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if config_first:
         argv = _resolve_config_arg(argv)
     path = tool_path(script)
-    if script.endswith('.sh'):
-        env = dict(os.environ, PYTHON=os.environ.get('PYTHON', sys.executable))
-        return subprocess.call(['bash', path, *argv], env=env)
     old_argv, old_path = sys.argv, list(sys.path)
     sys.argv = [path, *argv]
     sys.path.insert(0, osp.dirname(path))
@@ -93,7 +88,6 @@ main_eval_catseg = _entry('declip-eval-catseg')
 main_convert = _entry('declip-convert')
 main_quickstart = _entry('declip-quickstart')
 main_benchmark = _entry('declip-benchmark')
-main_install_mmcv = _entry('declip-install-mmcv')
 
 
 def main_configs(argv: Optional[List[str]] = None) -> int:

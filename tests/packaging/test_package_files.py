@@ -120,15 +120,6 @@ def test_run_tool_runs_the_script_as_main_with_a_config_name(fake_install, capsy
     assert "'b-2'" in capsys.readouterr().out
 
 
-def test_run_tool_shell_script_gets_this_interpreter(fake_install, tmp_path, monkeypatch):
-    site, mim = fake_install
-    out = tmp_path / 'out.txt'
-    (mim / 'tools' / 's.sh').write_text(f'echo "$PYTHON|$*" > {out}\nexit 3\n')
-    monkeypatch.delenv('PYTHON', raising=False)
-    assert cli.run_tool('s.sh', ['a', 'b c']) == 3
-    assert out.read_text().strip() == f'{sys.executable}|a b c'
-
-
 def test_declip_configs_command(fake_install, capsys):
     site, mim = fake_install
     assert cli.main_configs([]) == 0
@@ -138,3 +129,36 @@ def test_declip_configs_command(fake_install, capsys):
     assert cli.main_configs(['--root']) == 0
     assert capsys.readouterr().out.strip() == str(mim / 'configs')
     assert cli.main_configs(['--bogus']) == 2
+
+
+def test_install_mmcv_script_locates_the_package_without_importing_it(tmp_path):
+    """scripts/declip-install-mmcv runs the package's .mim/tools/install_mmcv.sh for its PYTHON."""
+    import subprocess
+    pkg = tmp_path / 'site' / 'declip_mm'
+    (pkg / '.mim' / 'tools').mkdir(parents=True)
+    (pkg / '__init__.py').write_text('raise ImportError("must not be imported")\n')
+    log = tmp_path / 'log.txt'
+    (pkg / '.mim' / 'tools' / 'install_mmcv.sh').write_text(f'echo "$PYTHON|$*" > {log}\n')
+    fake = tmp_path / 'python'
+    fake.write_text(f'#!/bin/sh\nPYTHONPATH={pkg.parent} exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    script = osp.join(ROOT, 'scripts', 'declip-install-mmcv')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    run = dict(env=dict(env, PYTHON=str(fake)), capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(['bash', script, '--x'], **run)
+    assert out.returncode == 0, out.stderr
+    assert log.read_text().strip() == f'{fake}|--x'
+    (pkg / '.mim' / 'tools' / 'install_mmcv.sh').unlink()  # neither in the package nor a checkout
+    out = subprocess.run(['bash', script], **run)
+    assert out.returncode == 1 and 'install_mmcv.sh is neither in' in out.stderr
+    fake.write_text('#!/bin/sh\necho\n')  # an interpreter that cannot find declip_mm
+    out = subprocess.run(['bash', script], **run)
+    assert out.returncode == 1 and 'declip_mm is not installed' in out.stderr
+
+
+def test_setup_installs_the_install_mmcv_script():
+    tree = ast.parse(open(osp.join(ROOT, 'setup.py')).read())
+    (kw, ) = [k for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'setup'
+              for k in n.keywords if k.arg == 'scripts']
+    assert ast.literal_eval(kw.value) == ['scripts/declip-install-mmcv']
+    assert 'scripts/declip-install-mmcv' in open(osp.join(ROOT, 'MANIFEST.in')).read()

@@ -25,8 +25,9 @@ sdists=("$WORK"/dist/declip_mm-*.tar.gz)
 wheels=("$WORK"/dist/declip_mm-*.whl)
 log "built $(basename "${sdists[0]}") and $(basename "${wheels[0]}")"
 # the sdist carries what setup.py and the wheel need
+tar -tzf "${sdists[0]}" > "$WORK/sdist.txt"
 for f in requirements/runtime.txt LICENSE model-index.yml configs/class_names/ade20k.txt tools/train.py; do
-  tar -tzf "${sdists[0]}" | grep -qx "declip_mm-[^/]*/$f" || { echo "sdist lacks $f" >&2; exit 1; }
+  grep -qx "declip_mm-[^/]*/$f" "$WORK/sdist.txt" || { echo "sdist lacks $f" >&2; exit 1; }
 done
 
 VENV=${SMOKE_VENV:-$WORK/venv}
