@@ -6,12 +6,12 @@
 # `declip-install-mmcv`), pure-Python packages at the tested versions (requirements/constraints.txt).
 #
 #   bash tools/ci/wheel_smoke.sh
-# Env: PYTHON (interpreter with `build`, default .venv/bin/python), KEEP_SMOKE=1 keeps the temp folder,
+# Env: BUILD_PYTHON (interpreter with `build`, default .venv/bin/python), KEEP_SMOKE=1 keeps the temp folder,
 #      SMOKE_VENV (reuse this environment instead of a fresh one; for development only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 REPO=$PWD
-PY=${PYTHON:-.venv/bin/python}
+PY=${BUILD_PYTHON:-.venv/bin/python}
 start=$(date +%s)
 log() { echo "[wheel-smoke] $* ($(( $(date +%s) - start )) s)"; }
 quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
@@ -39,7 +39,7 @@ log "torch installed in the fresh environment $VENV"
 quiet_pip "$VPY" -m pip install -q "${wheels[0]}" -c requirements/constraints.txt
 log "wheel and its requirements installed"
 # mmcv is not a pip requirement: the shipped installer takes the cached wheel (or builds it)
-"$VENV/bin/declip-install-mmcv" > "$WORK/mmcv.log" 2>&1 || { cat "$WORK/mmcv.log"; exit 1; }
+PYTHON="$VPY" "$VENV/bin/declip-install-mmcv" > "$WORK/mmcv.log" 2>&1 || { cat "$WORK/mmcv.log"; exit 1; }
 log "mmcv with ops via declip-install-mmcv"
 # setuptools is a build-time need of mmcv only: the smoke runs without it (no pkg_resources)
 "$VPY" -m pip uninstall -y -q setuptools
