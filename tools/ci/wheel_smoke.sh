@@ -41,8 +41,9 @@ log "wheel and its requirements installed"
 # mmcv is not a pip requirement: the shipped installer takes the cached wheel (or builds it)
 PYTHON="$VPY" "$VENV/bin/declip-install-mmcv" > "$WORK/mmcv.log" 2>&1 || { cat "$WORK/mmcv.log"; exit 1; }
 log "mmcv with ops via declip-install-mmcv"
-# setuptools is a build-time need of mmcv only: the smoke runs without it (no pkg_resources)
-"$VPY" -m pip uninstall -y -q setuptools
+# setuptools<81 is a build-time need of mmcv only: the smoke runs with a setuptools that has no
+# pkg_resources (torch requires setuptools, so a user's environment gets the newest one)
+quiet_pip "$VPY" -m pip install -q 'setuptools>=81'
 if "$VPY" -c 'import pkg_resources' 2>/dev/null; then echo "pkg_resources still importable" >&2; exit 1; fi
 "$VPY" -m pip check
 
