@@ -40,11 +40,13 @@ if [[ -f $stamp_file && $(cat "$stamp_file") == "$stamp" ]] \
   log "requirements unchanged since the last set-up of $VENV"
 else
   log "installing torch (requirements/torch.txt)"
-  pipq install -q 'pip>=23' 'setuptools<81' wheel  # no pip upgrade: keep the tested pip
-  pipq install -q -r requirements/torch.txt
+  # setuptools<81: mmcv's setup.py imports pkg_resources (build-time only); no pip upgrade
+  pipq install -q 'pip>=23' 'setuptools<81' wheel
+  pipq install -q -r requirements/torch.txt -c requirements/constraints.txt
   log "installing runtime, mmdet, test and optional requirements"
+  # the declared ranges, at the exact tested versions of requirements/constraints.txt
   pipq install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/optional.txt \
-    "$(grep -E '^mmdet' requirements/mminstall.txt)"
+    "$(grep -E '^mmdet' requirements/mminstall.txt)" -c requirements/constraints.txt
   log "installing mmcv with compiled ops (tools/install_mmcv.sh)"
   PYTHON="$PY" bash tools/install_mmcv.sh 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$stamp" > "$stamp_file"

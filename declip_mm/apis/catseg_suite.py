@@ -24,9 +24,6 @@ CATSEG_PUBLISHED: Dict[str, Dict[str, Optional[float]]] = {
     'DeCLIP + CAT-Seg ViT-B (published)': {'ade20k': 36.3, 'context59': 60.6, 'cityscapes': None},
 }
 
-_CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
-                       'catseg')
-
 
 def catseg_config(benchmark: str, variant: str = 'declip-eva02-b16',
                   config_dir: Optional[str] = None) -> str:
@@ -35,7 +32,10 @@ def catseg_config(benchmark: str, variant: str = 'declip-eva02-b16',
         raise KeyError(f'unknown CAT-Seg benchmark {benchmark!r}; known: {list(CATSEG_BENCHMARKS)}')
     if variant not in CATSEG_VARIANTS:
         raise KeyError(f'unknown variant {variant!r}; known: {list(CATSEG_VARIANTS)}')
-    path = osp.join(config_dir or _CONFIG_DIR, f'catseg_{variant}_{benchmark}-640x640.py')
+    if config_dir is None:  # the installed package's configs first, a checkout's second
+        from ..utils.package_files import config_root
+        config_dir = osp.join(config_root(), 'catseg')
+    path = osp.join(config_dir, f'catseg_{variant}_{benchmark}-640x640.py')
     if not osp.isfile(path):
         raise FileNotFoundError(f'CAT-Seg config not found: {path}')
     return path

@@ -41,7 +41,6 @@ Low-confidence pixels (``prob_thd``): the benchmarks' configs send them to class
 from __future__ import annotations
 
 import copy
-import glob
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -54,6 +53,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from ..utils.package_files import find_config
 from .checkpoints import apply_test_checkpoint
 from ..models.segmentors.probability_maps import ClassProbabilityMaps, DenseClassMaps
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
@@ -64,24 +64,19 @@ from .vocabulary import BACKGROUND_NAMES, ClassesInput, parse_classes, set_segme
 __all__ = ['DeCLIPInferencer', 'SegResult', 'resolve_config']
 
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
-CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 DEFAULT_CONFIG = 'declip_eva02-b16_training-free_ade20k-448'
 
 
 def resolve_config(config: Union[str, Path, Config, None]) -> Config:
-    """A Config object from a path, a config name under ``configs/`` (without ``.py``) or None."""
+    """A Config object from a path, a config name (without ``.py``) or None.
+
+    Names are looked up in the installed package's ``.mim/configs`` first, then in a checkout's
+    ``configs/`` (:func:`declip_mm.utils.package_files.find_config`).
+    """
     if isinstance(config, Config):
         return copy.deepcopy(config)
     name = os.fspath(config) if config is not None else DEFAULT_CONFIG
-    if osp.isfile(name):
-        return Config.fromfile(name)
-    stem = osp.splitext(osp.basename(name))[0]
-    hits = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', stem + '.py'), recursive=True))
-    hits = [h for h in hits if '_base_' not in h.split(os.sep)]
-    if not hits:
-        raise FileNotFoundError(f'config {name!r} is neither a file nor a config name under '
-                                f'{CONFIG_ROOT} (e.g. {DEFAULT_CONFIG!r})')
-    return Config.fromfile(hits[0])
+    return Config.fromfile(find_config(name))
 
 
 def _non_empty(rgb: np.ndarray, what: str) -> np.ndarray:
