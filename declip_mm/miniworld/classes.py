@@ -7,7 +7,7 @@ and texture, as grass or snow do.
 """
 from __future__ import annotations
 
-WORLD_VERSION = 'miniworld-1'
+WORLD_VERSION = 'miniworld-2'
 
 THING_CLASSES: tuple[str, ...] = (
     'fish', 'star', 'heart', 'moon', 'tree', 'house', 'kite', 'donut', 'leaf', 'arrow', 'flower')
@@ -33,6 +33,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     'black': (25, 25, 25),
     'brown': (125, 75, 35),
     'grey': (128, 128, 128),
-    'cyan': (40, 195, 210),
+    'teal': (40, 195, 210),
 }
 PALETTE_NAMES: tuple[str, ...] = tuple(PALETTE)

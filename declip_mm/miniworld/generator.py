@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -21,6 +22,19 @@ from .classes import (ALL_CLASSES, CLASS_INDEX, PALETTE, PALETTE_NAMES, STUFF_CL
                       THING_CLASSES)
 
 _PALETTE_RGB = np.array([PALETTE[n] for n in PALETTE_NAMES], dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def _grid(size):
+    """(ys, xs) float32 pixel-index grids of a size x size image (read-only, cached)."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
+def _normal(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 @dataclass
@@ -155,8 +169,8 @@ def _paint_thing(cls_name, params, size):
     secondary = np.zeros((size, size), dtype=bool)
     if x0 >= x1 or y0 >= y1:
         return inside, secondary
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
+    gy, gx = _grid(size)
+    dx, dy = gx[y0:y1, x0:x1] + (0.5 - cx), gy[y0:y1, x0:x1] + (0.5 - cy)
     u = inv[0, 0] * dx + inv[0, 1] * dy
     v = inv[1, 0] * dx + inv[1, 1] * dy
     au, ku, pu, av, kv, pv = warp
@@ -178,20 +192,20 @@ def _instance_colours(rng):
 
 def _smooth(rng, size, cells, amp=1.0):
     """Smooth random field: a cells x cells normal grid resized bicubically to size x size."""
-    grid = rng.standard_normal((cells, cells)).astype(np.float32) * amp
+    grid = _normal(rng, (cells, cells)) * amp
     return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
 def _stuff_texture(name, rng, size):
     """(size, size, 3) float32 RGB texture of one stuff class (values may exceed 0..255; clipped)."""
     s = size / 64.0
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys, xs = _grid(size)
     shade = 1.0 + rng.uniform(-0.08, 0.08)
     if name == 'grass':
         base = np.array([55, 140, 45], np.float32)
-        blades = cv2.resize(rng.standard_normal((max(2, size // 6), size)).astype(np.float32),
+        blades = cv2.resize(_normal(rng, (max(2, size // 6), size)),
                             (size, size), interpolation=cv2.INTER_LINEAR)
-        tone = 1.0 + 0.22 * blades + 0.06 * rng.standard_normal((size, size)).astype(np.float32)
+        tone = 1.0 + 0.22 * blades + 0.06 * _normal(rng, (size, size))
     elif name == 'water':
         base = np.array([45, 95, 185], np.float32)
         period = rng.uniform(7, 11) * s
@@ -199,7 +213,7 @@ def _stuff_texture(name, rng, size):
         tone = 1.0 + 0.2 * np.sin(2 * math.pi * ys / period + phase + 0.6 * np.sin(xs / (5 * s)))
     elif name == 'sand':
         base = np.array([205, 180, 125], np.float32)
-        tone = (1.0 + 0.1 * rng.standard_normal((size, size)).astype(np.float32)
+        tone = (1.0 + 0.1 * _normal(rng, (size, size))
                 + 0.06 * _smooth(rng, size, 4))
     elif name == 'brick':
         base = np.array([160, 62, 42], np.float32)
@@ -215,14 +229,14 @@ def _stuff_texture(name, rng, size):
         return tex
     elif name == 'snow':
         base = np.array([232, 238, 248], np.float32)
-        tone = 1.0 - 0.04 * np.abs(rng.standard_normal((size, size)).astype(np.float32)) \
+        tone = 1.0 - 0.04 * np.abs(_normal(rng, (size, size))) \
             - 0.03 * np.abs(_smooth(rng, size, 5))
     elif name == 'wood':
         base = np.array([140, 92, 52], np.float32)
         period = rng.uniform(5, 8) * s
         bend = _smooth(rng, size, 3, 3.0 * s)
         grain = np.sin(2 * math.pi * (xs + bend + 0.3 * ys * rng.uniform(-0.3, 0.3)) / period)
-        tone = 1.0 + 0.14 * grain + 0.04 * rng.standard_normal((size, size)).astype(np.float32)
+        tone = 1.0 + 0.14 * grain + 0.04 * _normal(rng, (size, size))
     else:
         raise KeyError(f'unknown stuff class {name!r}; expected one of {STUFF_CLASSES}')
     return base[None, None] * tone[..., None] * shade
