@@ -33,26 +33,27 @@ from torch import Tensor
 from .tower_configs import CLIP_MEAN, CLIP_STD, CLIP_TRAINER_VERSION, WORLD_CLIP_CONFIG
 
 __all__ = ['CLIPTrainSettings', 'stream_seeds', 'render_caption_batch', 'to_model_input',
-           'build_clip_model', 'param_groups', 'cosine_lr', 'train_clip', 'save_clip']
+           'build_clip_model', 'param_groups', 'cosine_lr', 'clip_loss_step', 'train_clip',
+           'save_clip']
 
-#: seed streams of the world's scenes (``render_scene`` / ``render_object`` seeds): each stream
-#: owns [base + world_seed * 10**7, base + (world_seed + 1) * 10**7); ``write_world`` uses seeds
-#: below 10**9, so no stream meets a benchmark scene
-STREAM_BASE = {'clip_train': 1_000_000_000, 'vfm_train': 2_000_000_000,
-               'zero_shot': 3_000_000_000, 'correlation': 3_500_000_000}
-STREAM_SPAN = 10_000_000
+#: seed streams of the towers: (``scene_seed`` split, first index). The world's ``scene_seed``
+#: (``layouts.py``) reserves the splits 'clip', 'vfm' and 'zero_shot' for the tower trainers, so no
+#: stream meets a scene of the written layouts (pairs, unlabeled images, benchmark, CAT-Seg split);
+#: the zero-shot objects and the correlation scenes share the 'zero_shot' split in disjoint halves
+STREAMS = {'clip_train': ('clip', 0), 'vfm_train': ('vfm', 0), 'zero_shot': ('zero_shot', 0),
+           'correlation': ('zero_shot', 1 << 23)}
+STREAM_SPAN = 1 << 23
 
 
 def stream_seeds(stream: str, world_seed: int, start: int, n: int) -> List[int]:
-    """Seeds ``start .. start + n - 1`` of a stream (see :data:`STREAM_BASE`) for ``world_seed``."""
-    if stream not in STREAM_BASE:
-        raise ValueError(f'unknown seed stream {stream!r}; choose one of {sorted(STREAM_BASE)}')
-    if not 0 <= start and start + n <= STREAM_SPAN:
-        raise ValueError(f'stream index range [{start}, {start + n}) exceeds {STREAM_SPAN}')
-    if not 0 <= int(world_seed) < 50:
-        raise ValueError(f'world_seed must be in [0, 50), got {world_seed}')
-    base = STREAM_BASE[stream] + int(world_seed) * STREAM_SPAN
-    return [base + start + i for i in range(int(n))]
+    """Scene / object seeds ``start .. start + n - 1`` of a stream (:data:`STREAMS`) of a world."""
+    from .layouts import scene_seed
+    if stream not in STREAMS:
+        raise ValueError(f'unknown seed stream {stream!r}; choose one of {sorted(STREAMS)}')
+    if start < 0 or start + n > STREAM_SPAN:
+        raise ValueError(f'stream index range [{start}, {start + n}) exceeds [0, {STREAM_SPAN})')
+    split, first = STREAMS[stream]
+    return [scene_seed(int(world_seed), split, first + start + i) for i in range(int(n))]
 
 
 @dataclass
@@ -71,11 +72,11 @@ class CLIPTrainSettings:
         hflip (bool): random horizontal flips.
         threads (int): torch intra-op threads.
     """
-    steps: int = 1200
+    steps: int = 500
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup: int = 60
+    warmup: int = 25
     seed: int = 0
     world_seed: int = 0
     image_size: int = 64

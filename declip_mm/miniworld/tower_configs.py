@@ -49,7 +49,7 @@ WORLD_TEMPLATES = (
 WORLD_CLIP_CONFIG: Dict[str, Any] = dict(
     embed_dim=64,
     vision_cfg=dict(image_size=64, timm_model_name='eva02_base_patch16_clip_224',
-                    timm_model_kwargs=dict(embed_dim=128, depth=4, num_heads=4, patch_size=8)),
+                    timm_model_kwargs=dict(embed_dim=96, depth=4, num_heads=3, patch_size=8)),
     text_cfg=dict(context_length=32, vocab_size=49408, width=64, heads=2, layers=2),
     custom_text=True,
 )
@@ -57,7 +57,7 @@ WORLD_CLIP_CONFIG: Dict[str, Any] = dict(
 #: the tiny VFM: keyword arguments of ``VFMTeacher`` (plus ``pretrained``)
 WORLD_VFM: Dict[str, Any] = dict(
     arch='dino_vitb8',
-    arch_overrides=dict(embed_dim=128, depth=4, num_heads=4, img_size=64),
+    arch_overrides=dict(embed_dim=96, depth=4, num_heads=3, img_size=64),
 )
 
 

@@ -68,8 +68,8 @@ class VFMTrainSettings:
         ibot_weight (float): weight of the patch term.
         seed (int), world_seed (int), image_size (int), threads (int): as for the CLIP.
     """
-    steps: int = 600
-    batch_size: int = 64
+    steps: int = 500
+    batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.04
     warmup: int = 40
@@ -266,15 +266,15 @@ def train_vfm(spec: Optional[Dict[str, Any]] = None, settings: Optional[VFMTrain
         student = build_vfm_backbone(spec)
         dim = student.embed_dim
         grid = s.image_size // student.patch_embed.proj.kernel_size[0]
-        heads = nn.ModuleDict(cls=ProjectionHead(dim, s.out_dim),
-                              patch=ProjectionHead(dim, s.out_dim))
+        heads = nn.ModuleDict(dict(cls=ProjectionHead(dim, s.out_dim),
+                                   patch=ProjectionHead(dim, s.out_dim)))
         mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(mask_token, std=0.02)
         teacher = copy.deepcopy(student).eval()
         t_heads = copy.deepcopy(heads).eval()
         for p in list(teacher.parameters()) + list(t_heads.parameters()):
             p.requires_grad = False
-        holder = nn.ParameterDict(mask_token=mask_token)
+        holder = nn.ParameterDict(dict(mask_token=mask_token))
         opt = torch.optim.AdamW(_param_groups([student, heads, holder], s.weight_decay), lr=s.lr)
         c_cls = torch.zeros(s.out_dim)
         c_patch = torch.zeros(s.out_dim)
