@@ -129,7 +129,7 @@ def phase_vfm(ctx: Context) -> None:
 
 def phase_figures(ctx: Context) -> None:
     from declip_mm.miniworld.tower_figures import clip_figures, correlation_figures
-    from declip_mm.miniworld.zero_shot import format_zero_shot_table
+    from declip_mm.miniworld.zero_shot import format_correlation_table, format_zero_shot_table
     towers = ctx.results['towers']
     if 'clip' not in towers or 'vfm' not in towers:
         raise SystemExit('the figures phase needs the clip and vfm phases (run them first)')
@@ -142,10 +142,7 @@ def phase_figures(ctx: Context) -> None:
     ctx.log(format_zero_shot_table(zs))
     corr = correlation_figures(clip_cfg, towers['clip']['weights'], vfm_spec,
                                towers['vfm']['weights'], ctx.args.world_seed, n_scenes)
-    ctx.log('| features | same-segment cos | different-segment cos | AUC |')
-    ctx.log('|---|---|---|---|')
-    for name, r in corr.items():
-        ctx.log(f'| {name} | {r["same_mean"]:.3f} | {r["diff_mean"]:.3f} | {r["auc"]:.3f} |')
+    ctx.log(format_correlation_table(corr))
     ctx.results['figures'] = dict(zero_shot=zs, correlation=corr)
 
 

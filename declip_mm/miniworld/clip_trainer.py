@@ -72,11 +72,11 @@ class CLIPTrainSettings:
         hflip (bool): random horizontal flips.
         threads (int): torch intra-op threads.
     """
-    steps: int = 500
-    batch_size: int = 128
+    steps: int = 400
+    batch_size: int = 96
     lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup: int = 25
+    warmup: int = 20
     seed: int = 0
     world_seed: int = 0
     image_size: int = 64
@@ -162,7 +162,7 @@ def clip_loss_step(model: nn.Module, x: Tensor, tokens: Tensor, loss_fn: nn.Modu
 def train_clip(cfg: Optional[Dict[str, Any]] = None,
                settings: Optional[CLIPTrainSettings] = None,
                log: Optional[Callable[[str], None]] = print,
-               log_every: int = 50) -> Tuple[nn.Module, Dict[str, Any]]:
+               log_every: int = 25) -> Tuple[nn.Module, Dict[str, Any]]:
     """Train the tiny CLIP of ``cfg`` (default :data:`WORLD_CLIP_CONFIG`) on the world's scenes.
 
     Returns:

@@ -70,8 +70,8 @@ def correlation_figures(clip_config: Any, clip_weights: Optional[str], vfm_spec:
             torch.manual_seed(random_seed)
         vfm = load_world_vfm(vfm_spec, vw)
         patch = vfm.patch_size
-        out[f'vfm_{tag}'] = correlation_agreement(lambda im: vfm(_imagenet_input(im)), seeds, size,
-                                                  patch)
+        out[f'vfm_{tag}'] = correlation_agreement(
+            lambda im, vfm=vfm: vfm(_imagenet_input(im)), seeds, size, patch)
         for mode in ('vanilla', 'csa'):
             if tag == 'random':
                 torch.manual_seed(random_seed)

@@ -68,17 +68,17 @@ class VFMTrainSettings:
         ibot_weight (float): weight of the patch term.
         seed (int), world_seed (int), image_size (int), threads (int): as for the CLIP.
     """
-    steps: int = 500
+    steps: int = 300
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.04
-    warmup: int = 40
+    warmup: int = 20
     momentum: float = 0.99
     out_dim: int = 512
     student_temp: float = 0.1
     teacher_temp: float = 0.04
     center_momentum: float = 0.9
-    n_local: int = 4
+    n_local: int = 2
     local_size: int = 32
     global_scale: Tuple[float, float] = (0.4, 1.0)
     local_scale: Tuple[float, float] = (0.1, 0.4)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ['object_images', 'zero_shot_figures', 'segment_map', 'patch_segments', 'roc_auc',
-           'correlation_agreement', 'format_zero_shot_table']
+           'correlation_agreement', 'format_zero_shot_table', 'format_correlation_table']
 
 
 def object_images(classes: Sequence[str], seeds: Sequence[int], size: int
@@ -121,10 +121,15 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def _pair_stats(sims: np.ndarray, same: np.ndarray) -> Dict[str, float]:
+    return dict(same_mean=float(sims[same].mean()), diff_mean=float(sims[~same].mean()),
+                auc=roc_auc(sims, same), n_same=int(same.sum()), n_diff=int((~same).sum()))
+
+
 @torch.no_grad()
 def correlation_agreement(features: Callable[[np.ndarray], Tensor], seeds: Sequence[int],
                           size: int = 64, patch: int = 8, purity: float = 0.75,
-                          batch_size: int = 64) -> Dict[str, float]:
+                          batch_size: int = 64) -> Dict[str, Dict[str, float]]:
     """Agreement of patch-feature cosine similarities with object membership on scenes of ``seeds``.
 
     Args:
@@ -132,17 +137,21 @@ def correlation_agreement(features: Callable[[np.ndarray], Tensor], seeds: Seque
         seeds: scene seeds (the ``'correlation'`` stream).
 
     Returns:
-        dict: ``same_mean``, ``diff_mean`` (mean cosine similarity of same- / different-segment
-        pairs), ``auc``, ``n_same``, ``n_diff``.
+        dict: ``'all'`` (every pair of pure patches of an image) and ``'things'`` (pairs of patches
+        that both lie on things: same instance vs another instance, where colour alone does not
+        decide, since an instance has two colours and instances share the palette), each with
+        ``same_mean``, ``diff_mean`` (mean cosine similarity of same- / different-segment pairs),
+        ``auc``, ``n_same``, ``n_diff``.
     """
     from .generator import render_scene
     sims_all: List[np.ndarray] = []
     same_all: List[np.ndarray] = []
+    thing_all: List[np.ndarray] = []
     seeds = list(seeds)
     for i in range(0, len(seeds), batch_size):
         scenes = [render_scene(int(s), size, caption=False) for s in seeds[i:i + batch_size]]
         feats = features(np.stack([sc.image for sc in scenes])).float()
-        if feats.shape[-2:] != (size // patch, size // patch):
+        if tuple(feats.shape[-2:]) != (size // patch, size // patch):
             raise ValueError(f'features give a {tuple(feats.shape[-2:])} grid, expected '
                              f'{(size // patch, size // patch)}')
         feats = F.normalize(feats.flatten(2).transpose(1, 2), dim=-1)   # (B, N, C)
@@ -153,12 +162,15 @@ def correlation_agreement(features: Callable[[np.ndarray], Tensor], seeds: Seque
                 continue
             sim = (f[keep] @ f[keep].t()).numpy()
             iu = np.triu_indices(len(keep), k=1)
+            k_ids = ids[keep]
             sims_all.append(sim[iu])
-            same_all.append((ids[keep][:, None] == ids[keep][None, :])[iu])
+            same_all.append((k_ids[:, None] == k_ids[None, :])[iu])
+            on_thing = k_ids < 1000
+            thing_all.append((on_thing[:, None] & on_thing[None, :])[iu])
     sims = np.concatenate(sims_all)
     same = np.concatenate(same_all)
-    return dict(same_mean=float(sims[same].mean()), diff_mean=float(sims[~same].mean()),
-                auc=roc_auc(sims, same), n_same=int(same.sum()), n_diff=int((~same).sum()))
+    things = np.concatenate(thing_all)
+    return {'all': _pair_stats(sims, same), 'things': _pair_stats(sims[things], same[things])}
 
 
 def format_zero_shot_table(fig: Dict[str, Any]) -> str:
@@ -170,4 +182,15 @@ def format_zero_shot_table(fig: Dict[str, Any]) -> str:
         for c, a in t['per_class'].items():
             lines.append(f'| {label} | {c} | {a:.2f} | {t["chance"]:.3f} |')
         lines.append(f'| {label} | **all** | **{t["top1"]:.3f}** | {t["chance"]:.3f} |')
+    return '\n'.join(lines)
+
+
+def format_correlation_table(corr: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """Markdown table of several :func:`correlation_agreement` results keyed by feature name."""
+    lines = ['| features | same cos (all) | diff cos (all) | AUC (all) | same cos (things) | '
+             'diff cos (things) | AUC (things) |', '|---|---|---|---|---|---|---|']
+    for name, r in corr.items():
+        a, t = r['all'], r['things']
+        lines.append(f'| {name} | {a["same_mean"]:.3f} | {a["diff_mean"]:.3f} | {a["auc"]:.3f} | '
+                     f'{t["same_mean"]:.3f} | {t["diff_mean"]:.3f} | {t["auc"]:.3f} |')
     return '\n'.join(lines)
