@@ -6,7 +6,10 @@ cross-entropies over the batch's rows and columns). AdamW with linear warm-up th
 (open_clip's ``cosine_lr``), weight decay on matrices only (open_clip's ``main.py`` exempts gains,
 biases and the logit scale). Scenes are rendered on the fly from a seed stream disjoint from every
 evaluation stream (:func:`stream_seeds`), captions are the generator's own, a horizontal flip is the
-only augmentation (captions never say left or right).
+only augmentation (captions never say left or right). After training, the token-embedding rows of
+tokens no caption contained are set to zero (they never received a gradient and held only their
+random initialisation, shrunk by weight decay): the shipped archive then stores the seen rows only
+(``shipped.py``).
 
 The model is open_clip's ``CustomTextCLIP`` (text tower under ``text.*``) whose image tower is
 the EVA02-style timm trunk of the config, wrapped as open_clip's ``TimmModel`` keys it
@@ -175,6 +178,9 @@ def train_clip(cfg: Optional[Dict[str, Any]] = None,
     from .classes import WORLD_VERSION
     cfg = dict(cfg or WORLD_CLIP_CONFIG)
     s = settings or CLIPTrainSettings()
+    if int(cfg['vision_cfg'].get('image_size', 224)) != s.image_size:
+        raise ValueError(f'settings.image_size {s.image_size} differs from the config\'s image_size '
+                         f'{cfg["vision_cfg"].get("image_size")}')
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(s.threads))
     try:
@@ -216,6 +222,12 @@ def train_clip(cfg: Optional[Dict[str, Any]] = None,
                     log(f'[clip] step {step + 1}/{s.steps} loss {curve[-1][1]:.3f} lr {lr:.2e} '
                         f'scale {model.logit_scale.exp().item():.1f} {time.time() - t0:.0f}s')
         model.eval()
+        with torch.no_grad():  # rows of tokens never seen held only their initialisation: zero
+            table = model.text.token_embedding.weight if hasattr(model, 'text') \
+                else model.token_embedding.weight
+            unseen = torch.ones(table.shape[0], dtype=torch.bool)
+            unseen[sorted(seen_tokens)] = False
+            table[unseen] = 0
         record = dict(settings=asdict(s), config=cfg, world_version=WORLD_VERSION,
                       trainer_version=CLIP_TRAINER_VERSION, loss_curve=curve,
                       seen_token_ids=sorted(seen_tokens), wall_time_s=round(time.time() - t0, 1),

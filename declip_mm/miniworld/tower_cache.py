@@ -3,7 +3,8 @@ trainers' versions, the world seed, the architecture and the training settings (
 
 A cache entry is a folder ``<cache_dir>/<key>/`` holding ``clip.pt`` / ``clip.json`` /
 ``clip.record.json`` (or ``vfm.*``), written by the trainers; a folder is complete once its record
-file exists (written last), so an interrupted training is redone, never reused.
+file exists (written last), so an interrupted training is redone, never reused. A tower the repository ships
+(``shipped.py``) whose training key is the requested one is unpacked instead of trained.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from typing import Any, Callable, Dict, Optional
 
 from .clip_trainer import CLIPTrainSettings, save_clip, train_clip
+from .shipped import shipped_tower
 from .tower_configs import CLIP_TRAINER_VERSION, VFM_TRAINER_VERSION, WORLD_CLIP_CONFIG, WORLD_VFM
 from .vfm_trainer import VFMTrainSettings, save_vfm, train_vfm
 
@@ -49,6 +51,13 @@ def _get(kind: str, cache_dir: str, arch: Dict[str, Any], settings: Any, retrain
         if log is not None:
             log(f'[{kind}] reusing cached tower {paths["folder"]}')
         return dict(paths, key=key, cached=True)
+    if not retrain:
+        shipped = shipped_tower(kind, cache_dir, key)
+        if shipped is not None:
+            if log is not None:
+                log(f'[{kind}] using the tower shipped in the repository ({key})')
+            return dict({k: shipped[k] for k in ('folder', 'weights', 'config', 'record')},
+                        key=key, cached=True, shipped=True)
     if osp.isdir(paths['folder']):
         shutil.rmtree(paths['folder'])  # incomplete or to be retrained: our own cache folder
     os.makedirs(paths['folder'])
