@@ -151,38 +151,52 @@ def _thing_params(rng, size, radius_range=(0.14, 0.3), centre_range=(0.15, 0.85)
     theta = rng.uniform(-math.pi, math.pi)
     aspect = math.exp(rng.uniform(-0.22, 0.22))
     shear = rng.uniform(-0.25, 0.25)
-    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    fwd = rot @ np.array([[aspect, shear], [0.0, 1.0 / aspect]]) * radius
-    inv = np.linalg.inv(fwd)
+    # forward map rot @ [[aspect, shear], [0, 1 / aspect]] * radius; its inverse in closed form
+    c, s = math.cos(theta), math.sin(theta)
+    a, b, d = aspect * radius, shear * radius, radius / aspect
+    f00, f01, f10, f11 = c * a, c * b - s * d, s * a, s * b + c * d
+    det = f00 * f11 - f01 * f10
+    inv = ((f11 / det, -f01 / det), (-f10 / det, f00 / det))
     warp = (rng.uniform(0.0, 0.09), rng.uniform(2.0, 5.0), rng.uniform(0, 2 * math.pi),
             rng.uniform(0.0, 0.09), rng.uniform(2.0, 5.0), rng.uniform(0, 2 * math.pi))
     period = rng.uniform(0.26, 0.38)
     return cx, cy, radius * max(aspect, 1 / aspect) * 1.6, inv, warp, period
 
 
-def _paint_thing(cls_name, params, size):
-    """(inside, secondary) full-size boolean masks of one thing with the given pose."""
+def _paint_window(cls_name, params, size):
+    """The thing's window ``(y0, y1, x0, x1)`` and its (inside, secondary) boolean masks there, or
+    None when the window is empty (the thing lies outside the image)."""
     cx, cy, reach, inv, warp, period = params
     x0, x1 = max(0, int(cx - reach)), min(size, int(math.ceil(cx + reach)) + 1)
     y0, y1 = max(0, int(cy - reach)), min(size, int(math.ceil(cy + reach)) + 1)
-    inside = np.zeros((size, size), dtype=bool)
-    secondary = np.zeros((size, size), dtype=bool)
     if x0 >= x1 or y0 >= y1:
-        return inside, secondary
+        return None
     gy, gx = _grid(size)
     dx, dy = gx[y0:y1, x0:x1] + (0.5 - cx), gy[y0:y1, x0:x1] + (0.5 - cy)
-    u = inv[0, 0] * dx + inv[0, 1] * dy
-    v = inv[1, 0] * dx + inv[1, 1] * dy
+    u = inv[0][0] * dx + inv[0][1] * dy
+    v = inv[1][0] * dx + inv[1][1] * dy
     au, ku, pu, av, kv, pv = warp
     u, v = u + au * np.sin(ku * v + pu), v + av * np.sin(kv * u + pv)
     ins, sec = _SHAPES[cls_name](u, v, period)
-    inside[y0:y1, x0:x1] = ins
-    secondary[y0:y1, x0:x1] = sec & ins
+    return (y0, y1, x0, x1), ins, sec & ins
+
+
+def _paint_thing(cls_name, params, size):
+    """(inside, secondary) full-size boolean masks of one thing with the given pose."""
+    inside = np.zeros((size, size), dtype=bool)
+    secondary = np.zeros((size, size), dtype=bool)
+    painted = _paint_window(cls_name, params, size)
+    if painted is not None:
+        (y0, y1, x0, x1), ins, sec = painted
+        inside[y0:y1, x0:x1] = ins
+        secondary[y0:y1, x0:x1] = sec
     return inside, secondary
 
 
 def _instance_colours(rng):
-    i, j = rng.choice(len(PALETTE_NAMES), size=2, replace=False)
+    n = len(PALETTE_NAMES)
+    i = int(rng.integers(n))
+    j = (i + 1 + int(rng.integers(n - 1))) % n            # uniform over the other colours
     jitter = rng.integers(-12, 13, size=(2, 3))
     cols = np.clip(_PALETTE_RGB[[i, j]] + jitter, 0, 255).astype(np.uint8)
     return cols, (PALETTE_NAMES[i], PALETTE_NAMES[j])
@@ -289,39 +303,48 @@ def render_scene(seed: int, size: int = 64, *, n_objects=None, classes=None, n_s
         layer = np.clip(_stuff_texture(name, rng, size), 0, 255).astype(np.uint8)
         layers[name] = layer
         sel = region == i
-        image[sel] = layer[sel]
+        np.copyto(image, layer, where=sel[..., None])
         label[sel] = CLASS_INDEX[name]
 
     if n_objects is None:
         n_objects = int(rng.integers(1, 6))
     if not things:
         n_objects = 0
-    full, visible, secondary, names, cols, col_names = [], [], [], [], [], []
+    full, visible, vis_area, full_area, names, cols, col_names = [], [], [], [], [], [], []
     for _ in range(int(n_objects)):
         cls_name = things[int(rng.integers(len(things)))]
         colours, cnames = _instance_colours(rng)
         for _try in range(8):
-            inside, sec = _paint_thing(cls_name, _thing_params(rng, size), size)
-            area = int(inside.sum())
+            painted = _paint_window(cls_name, _thing_params(rng, size), size)
+            if painted is None:
+                continue
+            (y0, y1, x0, x1), ins, sec = painted
+            area = int(np.count_nonzero(ins))
             if area < 0.02 * size * size:
                 continue
-            if all((vis & ~inside).sum() >= 0.4 * f.sum() for vis, f in zip(visible, full)):
+            lost = [int(np.count_nonzero(vis[y0:y1, x0:x1] & ins)) for vis in visible]
+            if all(va - lo >= 0.4 * fa for va, lo, fa in zip(vis_area, lost, full_area)):
                 break
         else:
             continue
-        for vis in visible:
-            vis &= ~inside
+        for k, vis in enumerate(visible):
+            vis[y0:y1, x0:x1] &= ~ins
+            vis_area[k] -= lost[k]
+        inside = np.zeros((size, size), dtype=bool)
+        inside[y0:y1, x0:x1] = ins
         full.append(inside)
         visible.append(inside.copy())
-        secondary.append(sec)
+        vis_area.append(area)
+        full_area.append(area)
         names.append(cls_name)
         cols.append(colours)
         col_names.append(cnames)
-        image[inside] = colours[0]
-        image[sec] = colours[1]
-        label[inside] = CLASS_INDEX[cls_name]
+        win = image[y0:y1, x0:x1]
+        win[ins] = colours[0]
+        win[sec] = colours[1]
+        label[y0:y1, x0:x1][ins] = CLASS_INDEX[cls_name]
 
-    keep = [i for i, vis in enumerate(visible) if vis.any()]
+    keep = [i for i, a in enumerate(vis_area) if a > 0]
     objects = [(names[i], visible[i]) for i in keep]
     counts = np.bincount(label.ravel(), minlength=len(ALL_CLASSES))
     present = tuple(c for c in ALL_CLASSES if counts[CLASS_INDEX[c]] > 0)

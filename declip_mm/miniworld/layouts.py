@@ -41,7 +41,7 @@ SPLIT_IDS = {'pairs': 1, 'unlabeled': 2, 'bench': 3, 'catseg_train': 4, 'clip': 
              'zero_shot': 7}
 #: held out of the CAT-Seg training split by default (3 things, 1 stuff)
 DEFAULT_UNSEEN = ('moon', 'kite', 'leaf', 'sand')
-JPEG_QUALITY = 95
+JPEG_QUALITY = 95   # with 4:4:4 chroma: 4:2:0 blurs the 3-6 px two-colour patterns (mean error 9 vs 2.6)
 
 
 def scene_seed(world_seed: int, split: str, index: int) -> int:
@@ -62,7 +62,7 @@ def write_class_names(path, classes) -> str:
 
 
 def _save_jpg(path, image):
-    Image.fromarray(image).save(path, quality=JPEG_QUALITY)
+    Image.fromarray(image).save(path, quality=JPEG_QUALITY, subsampling=0)
 
 
 def write_pairs(root, world_seed, n, size):

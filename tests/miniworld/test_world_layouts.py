@@ -175,3 +175,15 @@ def test_world_is_deterministic_and_checked(world, tmp_path):
         write_world(str(tmp_path / 'bad'), 0, unseen_classes=STUFF_CLASSES, n_caption=0)
     with pytest.raises(ValueError, match='not miniworld classes'):
         write_world(str(tmp_path / 'bad'), 0, unseen_classes=('unicorn', ), n_caption=0)
+
+
+def test_tools_test_runs_the_world_config(tmp_path):
+    """tools/test.py evaluates the world's training-free config end to end (tiny random towers)."""
+    from tf_helpers import load_tool, tiny_options
+    root = write_world(str(tmp_path / 'world'), 0, n_caption=0, n_unlabeled=0, n_bench=2,
+                       n_catseg_train=0)
+    metrics = load_tool('test').main([
+        osp.join(REPO, 'configs', 'miniworld', 'declip_tiny-clip_training-free_miniworld-64.py'),
+        '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *tiny_options(tmp_path),
+        f'test_dataloader.dataset.data_root={root["ade_root"]}'])
+    assert 0.0 <= metrics['mIoU'] <= 100.0 and 'aAcc' in metrics
