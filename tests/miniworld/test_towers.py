@@ -264,3 +264,28 @@ def test_zero_shot_figures_per_class_on_a_constant_encoder():
     assert fig['things_all']['top1'] == pytest.approx(1 / len(THING_CLASSES))
     assert fig['stuff']['per_class'] == {c: float(i == 1) for i, c in enumerate(STUFF_CLASSES)}
     assert fig['stuff']['n'] == 2 * len(STUFF_CLASSES)
+
+
+def test_clip_figures_through_the_project_equal_open_clip(tiny_clip):
+    """The figure the CLIP is chosen on, measured through DeCLIPVisionTransformer /
+    DeCLIPTextEncoder from the saved files, equals the same figure computed with the open_clip model
+    itself (prompt ensembles over WORLD_TEMPLATES, CLIP paper)."""
+    import open_clip
+
+    from declip_mm.miniworld.tower_configs import WORLD_TEMPLATES
+    from declip_mm.miniworld.tower_figures import clip_figures
+    from declip_mm.models.text.templates import fill_template
+    model, _, paths = tiny_clip
+    with open(paths['config']) as f:
+        cfg = json.load(f)
+    got = clip_figures(cfg, paths['weights'], world_seed=0, n_per_class=3, size=32)
+    tok = open_clip.tokenizer.SimpleTokenizer(context_length=32)
+    with torch.no_grad():
+        rows = []
+        for c in ALL_CLASSES:
+            e = F.normalize(model.encode_text(tok([fill_template(t, c) for t in WORLD_TEMPLATES])),
+                            dim=-1)
+            rows.append(F.normalize(e.mean(0), dim=0))
+        ref = zero_shot_figures(model.encode_image, torch.stack(rows),
+                                stream_seeds('zero_shot', 0, 0, 3), 32)
+    assert got == ref
