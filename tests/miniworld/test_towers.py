@@ -1,0 +1,261 @@
+"""The miniature world's tiny towers (declip_mm/miniworld/clip_trainer.py, vfm_trainer.py,
+zero_shot.py, tower_cache.py): the saved CLIP loads through the project's towers and gives open_clip's
+embeddings, the saved VFM loads through VFMTeacher, the losses are the formulas, the figures are
+right on oracles, the cache is keyed by versions and settings."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from declip_mm.miniworld import ALL_CLASSES, STUFF_CLASSES, THING_CLASSES
+from declip_mm.miniworld.clip_trainer import (CLIPTrainSettings, build_clip_model, clip_loss_step,
+                                              cosine_lr, param_groups, render_caption_batch,
+                                              save_clip, stream_seeds, to_model_input, train_clip)
+from declip_mm.miniworld.layouts import SPLIT_IDS, scene_seed
+from declip_mm.miniworld.tower_configs import CLIP_MEAN, CLIP_STD, world_clip_config, world_vfm_spec
+from declip_mm.miniworld.vfm_trainer import (VFMTrainSettings, dino_loss, ibot_loss, save_vfm,
+                                             train_vfm, vit_tokens)
+from declip_mm.miniworld.zero_shot import (correlation_agreement, patch_segments, roc_auc,
+                                           segment_map, zero_shot_figures)
+
+TINY_CLIP = world_clip_config(embed_dim=32, depth=2, num_heads=2)
+TINY_CLIP['vision_cfg']['image_size'] = 32    # 4 x 4 tokens: seconds on a loaded CPU
+TINY_VFM = world_vfm_spec(embed_dim=32, depth=2, num_heads=2)
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+@pytest.fixture(scope='module')
+def tiny_clip(tmp_path_factory):
+    model, record = train_clip(TINY_CLIP, CLIPTrainSettings(steps=2, batch_size=8, warmup=1,
+                                                            image_size=32, threads=1), log=None)
+    path = str(tmp_path_factory.mktemp('clip') / 'clip.pt')
+    paths = save_clip(model, TINY_CLIP, path, record)
+    return model, record, paths
+
+
+def test_saved_clip_is_an_open_clip_checkpoint_the_project_loads(tiny_clip):
+    import open_clip
+
+    from declip_mm.models.backbones.declip_vit import DeCLIPVisionTransformer
+    from declip_mm.models.text.text_encoder import DeCLIPTextEncoder
+    model, record, paths = tiny_clip
+    # the file is the open_clip model's own state dict (strict load into a fresh model)
+    fresh = build_clip_model(TINY_CLIP)
+    fresh.load_state_dict(torch.load(paths['weights'], weights_only=True), strict=True)
+    assert isinstance(fresh, open_clip.model.CustomTextCLIP)
+    with open(paths['config']) as f:
+        cfg_json = json.load(f)
+    assert cfg_json == json.loads(json.dumps(TINY_CLIP))
+    # the project's towers, from the JSON config and the file, through init_weights
+    bb = DeCLIPVisionTransformer(paths['config'], pretrained=paths['weights'], attn_mode='csa')
+    bb.init_weights()
+    enc = DeCLIPTextEncoder(paths['config'], pretrained=paths['weights'], templates='single')
+    enc.init_weights()
+    bb.eval()
+    images, captions = render_caption_batch(stream_seeds('zero_shot', 0, 0, 3), 32)
+    x = to_model_input(images)
+    with torch.no_grad():
+        ref_img = model.encode_image(x)
+        # timm is the reference of the EVA trunk (open_clip's TimmModel is head(trunk(x)))
+        ref_trunk = fresh.visual.trunk(x)
+        ref_txt = model.encode_text(open_clip.tokenizer.SimpleTokenizer(context_length=32)(captions))
+        assert rel(bb.encode_image(x), ref_img) <= 1e-5
+        assert rel(bb.encode_image(x), ref_trunk) <= 1e-5
+        assert rel(enc.encode_text(captions, normalize=False), ref_txt) <= 1e-5
+    assert record['trainer_version'] and record['world_version']
+    assert record['seen_token_ids'] and 49407 in record['seen_token_ids']  # the EOT token
+
+
+def test_model_input_is_clip_normalised():
+    img = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    x = to_model_input(img).double()
+    ref = (torch.from_numpy(img).double() / 255 - torch.tensor(CLIP_MEAN, dtype=torch.float64)) \
+        / torch.tensor(CLIP_STD, dtype=torch.float64)
+    assert torch.allclose(x, ref.permute(0, 3, 1, 2), atol=1e-6)
+
+
+def test_cosine_lr_is_open_clips_schedule():
+    assert cosine_lr(0, 1.0, 10, 110) == pytest.approx(0.1)
+    assert cosine_lr(9, 1.0, 10, 110) == pytest.approx(1.0)
+    assert cosine_lr(10, 1.0, 10, 110) == pytest.approx(1.0)
+    assert cosine_lr(60, 1.0, 10, 110) == pytest.approx(0.5)
+    assert cosine_lr(35, 1.0, 10, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.25)))
+
+
+def test_clip_loss_learns_a_fixed_batch():
+    """ClipLoss through the trainer's step falls well below chance (log B) on a fixed batch of 16
+    world scenes: the gradient reaches both towers and the optimizer groups."""
+    import open_clip
+    torch.manual_seed(0)
+    model = build_clip_model(TINY_CLIP).train()
+    images, captions = render_caption_batch(stream_seeds('clip_train', 0, 0, 16), 32)
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=32)(captions)
+    x = to_model_input(images)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=2e-3)
+    loss_fn = open_clip.loss.ClipLoss()
+    losses = []
+    for _ in range(25):
+        loss = clip_loss_step(model, x, tokens, loss_fn)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < math.log(16) - 0.8 < losses[0]
+
+
+def test_param_groups_decay_only_matrices():
+    model = build_clip_model(TINY_CLIP)
+    no_decay, decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert no_decay['weight_decay'] == 0.0 and decay['weight_decay'] == 0.1
+    assert all(p.ndim >= 2 for p in decay['params'])
+    nd = {names[id(p)] for p in no_decay['params']}
+    assert {'logit_scale', 'visual.trunk.cls_token', 'visual.trunk.pos_embed'} <= nd
+    assert len(no_decay['params']) + len(decay['params']) == len(list(model.parameters()))
+
+
+def test_streams_are_disjoint_from_the_world_layouts():
+    used = {scene_seed(w, split, i) for w in (0, 1) for split in ('pairs', 'unlabeled', 'bench',
+                                                                     'catseg_train')
+            for i in range(50)}
+    streams = {name: set(stream_seeds(name, w, 0, 50)) for w in (0, 1)
+               for name in ('clip_train', 'vfm_train', 'zero_shot', 'correlation')}
+    for name, seeds in streams.items():
+        assert not seeds & used, name
+    assert not set(stream_seeds('zero_shot', 0, 0, 50)) & set(stream_seeds('correlation', 0, 0, 50))
+    assert stream_seeds('clip_train', 0, 5, 2) == [scene_seed(0, 'clip', 5), scene_seed(0, 'clip', 6)]
+    assert 'clip' in SPLIT_IDS
+    with pytest.raises(ValueError, match='unknown seed stream'):
+        stream_seeds('bench', 0, 0, 1)
+
+
+# --------------------------------------------------------------------------------------- VFM
+def test_saved_vfm_loads_through_vfm_teacher(tmp_path):
+    from declip_mm.models.backbones.vfm_teacher import VFMTeacher
+    backbone, record = train_vfm(TINY_VFM, VFMTrainSettings(steps=2, batch_size=4, warmup=1,
+                                                            n_local=2, threads=1), log=None)
+    paths = save_vfm(backbone, TINY_VFM, str(tmp_path / 'vfm.pth'), record)
+    with open(paths['config']) as f:
+        spec = json.load(f)
+    teacher = VFMTeacher(arch=spec['arch'], arch_overrides=spec['arch_overrides'],
+                         pretrained=paths['weights'])
+    teacher.init_weights()
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(teacher.model.state_dict()[k], v), k
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        tok = vit_tokens(backbone, x, spec['arch'])[:, 1:]
+        ref = tok.transpose(1, 2).reshape(2, -1, 8, 8)
+        assert rel(teacher(x), ref) <= 1e-5
+        # a local-crop size: the trainer resizes the position embedding by the teacher's rule
+        x32 = torch.randn(1, 3, 32, 32)
+        ref32 = vit_tokens(backbone, x32, spec['arch'])[:, 1:].transpose(1, 2).reshape(1, -1, 4, 4)
+        assert rel(teacher(x32), ref32) <= 1e-5
+    assert record['trainer_version'] and len(record['loss_curve']) == 1
+
+
+def _ce(q, logp):
+    return -(q * logp).sum(-1).mean()
+
+
+def test_dino_and_ibot_losses_match_the_formulas():
+    g = torch.Generator().manual_seed(0)
+    k, b = 7, 5
+    student = [torch.randn(b, k, generator=g, dtype=torch.float64) for _ in range(4)]
+    teacher = [torch.randn(b, k, generator=g, dtype=torch.float64) for _ in range(2)]
+    center = torch.randn(k, generator=g, dtype=torch.float64)
+    ts, tt = 0.1, 0.04
+    terms = []
+    for i in range(2):
+        q = np.exp((teacher[i] - center).numpy() / tt)
+        q /= q.sum(1, keepdims=True)
+        for v in range(4):
+            if v != i:
+                s = student[v].numpy() / ts
+                logp = s - np.log(np.exp(s).sum(1, keepdims=True))
+                terms.append(-(q * logp).sum(1).mean())
+    assert dino_loss(student, teacher, center, ts, tt).item() == pytest.approx(np.mean(terms),
+                                                                                rel=1e-10)
+    # iBOT: masked patches only
+    sp = torch.randn(2, 6, k, generator=g, dtype=torch.float64)
+    tp = torch.randn(2, 6, k, generator=g, dtype=torch.float64)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, [1, 4]] = True
+    mask[1, 5] = True
+    rows = [(0, 1), (0, 4), (1, 5)]
+    ref = np.mean([_ce(F.softmax((tp[i, j] - center) / tt, -1),
+                       F.log_softmax(sp[i, j] / ts, -1)).item() for i, j in rows])
+    assert ibot_loss(sp, tp, mask, center, ts, tt).item() == pytest.approx(ref, rel=1e-10)
+    assert ibot_loss(sp, tp, torch.zeros_like(mask), center, ts, tt).item() == 0.0
+
+
+# ----------------------------------------------------------------------------------- figures
+def test_roc_auc_is_the_pairwise_count():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=60), 1)           # ties
+    pos = rng.random(60) < 0.4
+    p, n = scores[pos], scores[~pos]
+    ref = ((p[:, None] > n[None, :]).sum() + 0.5 * (p[:, None] == n[None, :]).sum()) / (len(p) * len(n))
+    assert roc_auc(scores, pos) == pytest.approx(ref, abs=1e-12)
+
+
+def test_patch_segments_purity():
+    seg = np.zeros((8, 8), dtype=np.int64)
+    seg[:4, :4] = 1          # patch 0: pure 1
+    seg[4:, :4] = 2
+    seg[4:, 1] = 3           # patch 2: 2 holds 12/16 = 0.75
+    seg[:4, 4:6] = 5         # patch 1: 8/16 -> mixed
+    assert patch_segments(seg, 4, 0.75).tolist() == [1, -1, 2, 0]
+    assert patch_segments(seg, 4, 0.8).tolist() == [1, -1, -1, 0]
+
+
+def test_correlation_agreement_on_oracle_and_constant_features():
+    from declip_mm.miniworld.generator import render_scene
+    seeds = stream_seeds('correlation', 0, 0, 6)
+    scenes = {render_scene(s, 64, caption=False).image.tobytes(): render_scene(s, 64, caption=False)
+              for s in seeds}
+
+    def oracle(images):
+        out = []
+        for im in images:
+            ids = patch_segments(segment_map(scenes[im.tobytes()]), 8, 0.5)
+            onehot = (ids[:, None] == np.unique(ids)[None, :]).astype(np.float32)
+            out.append(torch.from_numpy(onehot.T.reshape(-1, 8, 8)))
+        width = max(o.shape[0] for o in out)
+        return torch.stack([F.pad(o, (0, 0, 0, 0, 0, width - o.shape[0])) for o in out])
+
+    res = correlation_agreement(oracle, seeds, 64, 8)
+    for r in res.values():
+        assert r['auc'] == pytest.approx(1.0) and r['same_mean'] == pytest.approx(1.0)
+        assert r['diff_mean'] == pytest.approx(0.0) and r['n_same'] > 0 and r['n_diff'] > 0
+    assert res['things']['n_same'] + res['things']['n_diff'] < \
+        res['all']['n_same'] + res['all']['n_diff']
+    const = correlation_agreement(lambda im: torch.ones(len(im), 4, 8, 8), seeds, 64, 8)
+    assert const['all']['auc'] == pytest.approx(0.5) and const['things']['auc'] == pytest.approx(0.5)
+
+
+def test_zero_shot_figures_per_class_on_a_constant_encoder():
+    emb = torch.eye(len(ALL_CLASSES))
+    target = THING_CLASSES.index('heart')
+
+    def encode(x):       # every image looks like 'heart' and, among stuff, like the 2nd stuff
+        out = torch.zeros(x.shape[0], len(ALL_CLASSES))
+        out[:, target] = 1.0
+        out[:, len(THING_CLASSES) + 1] = 0.5
+        return out
+
+    fig = zero_shot_figures(encode, emb, stream_seeds('zero_shot', 0, 0, 2), 32)
+    assert fig['things']['per_class'] == {c: float(c == 'heart') for c in THING_CLASSES}
+    assert fig['things']['top1'] == pytest.approx(1 / len(THING_CLASSES))
+    assert fig['things']['chance'] == pytest.approx(1 / len(THING_CLASSES))
+    assert fig['things_all']['top1'] == pytest.approx(1 / len(THING_CLASSES))
+    assert fig['stuff']['per_class'] == {c: float(i == 1) for i, c in enumerate(STUFF_CLASSES)}
+    assert fig['stuff']['n'] == 2 * len(STUFF_CLASSES)
