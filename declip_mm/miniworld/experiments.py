@@ -33,7 +33,6 @@ Results (``OUT/results.json``): lists over training seeds, in the order of ``see
 from __future__ import annotations
 
 import copy
-import gc
 import importlib.util
 import json
 import math
@@ -166,9 +165,7 @@ def run_tool(tool: str, config: str, work_dir: str, checkpoint: Optional[str] = 
     """``tools/<tool>.py``'s ``main`` on ``config`` (``'test'``: the metrics; ``'train'``: the
     runner)."""
     argv = [config] + ([checkpoint] if checkpoint else []) + ['--work-dir', work_dir]
-    out = load_tool(tool).main(argv)
-    gc.collect()
-    return out
+    return load_tool(tool).main(argv)
 
 
 def _text_options(inputs: WorldInputs) -> Dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os.path as osp
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,12 +43,17 @@ def run(tmp_path_factory):
     vs = world_vfm_spec(embed_dim=32, depth=1, num_heads=2)
     vfm = save_vfm(build_vfm_backbone(vs), vs, osp.join(out, 'towers', 'vfm.pth'))
     inputs = E.WorldInputs(paths=paths, clip=clip, vfm=vfm, out=out, log=lambda m: None)
-    settings = E.ExperimentSettings(seeds=SEEDS, declip_epochs=1, declip_batch=2, declip_warmup=1,
+    settings = E.ExperimentSettings(seeds=SEEDS, variants=('content+context', 'no-decoupling'),
+                                    declip_epochs=1, declip_batch=2, declip_warmup=1,
                                     region_variants=('content+context', ), catseg_iters=2,
                                     catseg_batch=2, catseg_out_indices=(0, 1), threads=1)
     results = {}
-    for phase in (E.phase_training_free, E.phase_declip, E.phase_region_cls, E.phase_catseg):
-        phase(inputs, results, settings)
+    E.phase_training_free(inputs, results, settings)
+    E.phase_declip(inputs, results, settings)
+    # the single-loss variants with one seed, the CAT-Seg heads with the second seed (fewer runs)
+    E.phase_declip(inputs, results, replace(settings, seeds=(0, ), variants=('content', 'context')))
+    E.phase_region_cls(inputs, results, settings)
+    E.phase_catseg(inputs, results, replace(settings, seeds=(1, )))
     torch.set_num_threads(n)
     return dict(out=out, inputs=inputs, settings=settings, results=results, clip=clip)
 
@@ -59,12 +65,14 @@ def test_results_structure(run):
         assert len(r['training_free'][mode]['mIoU']) == 1
     assert set(r['declip']) == {'content', 'context', 'content+context', 'no-decoupling'}
     for variant, e in r['declip'].items():
-        assert e['seeds'] == list(SEEDS) and len(e['mIoU']) == len(SEEDS)
+        seeds = [0] if variant in ('content', 'context') else list(SEEDS)
+        assert e['seeds'] == seeds and len(e['mIoU']) == len(seeds) == len(e['exports'])
         assert e['attn_mode'] == ('vanilla' if variant == 'no-decoupling' else 'csa')
     assert set(r['region_cls']['before']) == {'vanilla', 'csa'}
     assert len(r['region_cls']['after']['content+context']['thing']) == len(SEEDS)
     for v in ('clip', 'declip'):
-        assert all(len(r['catseg'][v][k]) == len(SEEDS) for k in ('mIoU', 'mIoU.seen', 'mIoU.unseen'))
+        assert r['catseg'][v]['seeds'] == [1]
+        assert all(len(r['catseg'][v][k]) == 1 for k in ('mIoU', 'mIoU.seen', 'mIoU.unseen'))
     assert r['catseg']['declip']['from'] == 'content+context'
     json.dumps(r)  # what tools/miniworld.py writes to results.json
 
@@ -73,7 +81,7 @@ def test_training_free_numbers_are_tools_test_numbers(run, tmp_path):
     """A direct tools/test.py call on the run's config gives the recorded mIoU; the modes differ in
     the config that ran (attn_mode)."""
     r = run['results']['training_free']
-    for mode in ('vanilla', 'csa'):
+    for mode in ('kk', ):
         cfg = r[mode]['config']
         metrics = load_tool('test').main([cfg, '--work-dir', str(tmp_path / mode)])
         assert float(metrics['mIoU']) == r[mode]['mIoU'][0]
@@ -131,7 +139,7 @@ def test_region_cls_and_catseg_numbers_come_from_their_runs(run, tmp_path):
     assert float(m['region_cls/rois.stuff.macc1']) == after['stuff'][1]
     # CAT-Seg: the head from the DeCLIP tower starts from that seed's export, trains on seen names
     seen, unseen = run['inputs'].seen_unseen
-    for seed in SEEDS:
+    for seed in (1, ):
         root = osp.join(out, 'experiments', 'catseg', 'declip', f'seed{seed}')
         c = Config.fromfile(osp.join(root, 'train', 'run_config.py'))
         assert c.model.backbone.pretrained == r['declip']['content+context']['exports'][seed]
@@ -140,7 +148,7 @@ def test_region_cls_and_catseg_numbers_come_from_their_runs(run, tmp_path):
         assert c.model.class_names == run['inputs'].paths['seen_class_names']
         t = Config.fromfile(osp.join(root, 'test', 'run_config.py'))
         assert t.test_evaluator.class_groups == dict(seen=seen, unseen=unseen)
-    plain = Config.fromfile(osp.join(out, 'experiments', 'catseg', 'clip', 'seed0', 'train',
+    plain = Config.fromfile(osp.join(out, 'experiments', 'catseg', 'clip', 'seed1', 'train',
                                      'run_config.py'))
     assert plain.model.backbone.pretrained == run['clip']['weights']
     assert plain.model.backbone.attn_mode == 'maskclip'
@@ -149,7 +157,7 @@ def test_region_cls_and_catseg_numbers_come_from_their_runs(run, tmp_path):
                                 osp.join(root, 'train', 'iter_2.pth'), '--work-dir',
                                 str(tmp_path / 'cs')])
     for k in ('mIoU', 'mIoU.seen', 'mIoU.unseen'):
-        assert float(m[k]) == r['catseg']['clip'][k][1]
+        assert float(m[k]) == r['catseg']['clip'][k][0]
 
 
 def test_mean_std_and_table_against_numpy():
