@@ -52,8 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--retrain', action='store_true', help='train the towers even if cached')
     p.add_argument('--quick', action='store_true',
                    help='reduced sizes and steps (a smoke run, not the pre-registered towers)')
-    p.add_argument('--clip-steps', type=int, default=None, help='override the CLIP steps')
-    p.add_argument('--vfm-steps', type=int, default=None, help='override the VFM steps')
+    p.add_argument('--clip-steps', type=int, default=None,
+                   help='override the CLIP steps (warm-up: at most a tenth of them)')
+    p.add_argument('--vfm-steps', type=int, default=None,
+                   help='override the VFM steps (warm-up: at most a tenth of them)')
     p.add_argument('--threads', type=int, default=2, help='torch threads of the trainings')
     return p.parse_args(argv)
 
@@ -93,6 +95,7 @@ def clip_settings(ctx: Context):
         s.steps, s.batch_size, s.warmup = 30, 32, 5
     if ctx.args.clip_steps is not None:
         s.steps = ctx.args.clip_steps
+        s.warmup = min(s.warmup, max(1, s.steps // 10))
     return s
 
 
@@ -103,6 +106,7 @@ def vfm_settings(ctx: Context):
         s.steps, s.batch_size, s.warmup = 20, 16, 3
     if ctx.args.vfm_steps is not None:
         s.steps = ctx.args.vfm_steps
+        s.warmup = min(s.warmup, max(1, s.steps // 10))
     return s
 
 
