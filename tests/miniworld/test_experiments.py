@@ -227,3 +227,35 @@ def test_phases_registered_in_tools_miniworld():
     assert names[-4:] == ['training_free', 'declip', 'region_cls', 'catseg']
     with pytest.raises(ValueError, match='unknown'):
         E.ExperimentSettings(variants=('contents', )).check()
+
+
+def test_cli_phase_uses_the_world_and_towers_of_earlier_phases(tmp_path, monkeypatch):
+    """tools/miniworld.py --phases world,clip,vfm,training_free: the experiment phase reads the world
+    and the towers the earlier phases recorded, and results.json holds its numbers."""
+    from mmengine.config import Config
+
+    from declip_mm.miniworld import shipped, tower_cache
+    monkeypatch.setattr(tower_cache, 'WORLD_CLIP_CONFIG', world_clip_config(embed_dim=32, depth=1,
+                                                                            num_heads=2))
+    monkeypatch.setattr(tower_cache, 'WORLD_VFM', world_vfm_spec(embed_dim=32, depth=1, num_heads=2))
+    monkeypatch.setattr(shipped, 'SHIPPED_DIR', '/nonexistent')
+    quick = E.settings_from_context(type('Ctx', (), dict(args=type('A', (), dict(
+        quick=True, threads=1)))))
+    assert quick.seeds == (0, ) and quick.declip_epochs == 1
+    monkeypatch.setattr(E, 'settings_from_context', lambda ctx: replace(quick, bench_images=2,
+                                                                         modes=('qq', )))
+    mw = load_tool('miniworld')
+    out = str(tmp_path / 'mw')
+    mw.main(['--out', out, '--phases', 'world,clip,vfm', '--quick', '--clip-steps', '1',
+             '--vfm-steps', '1', '--threads', '1'])
+    with pytest.raises(SystemExit, match='declip phase first'):
+        mw.main(['--out', out, '--phases', 'region_cls', '--quick', '--threads', '1'])
+    res = mw.main(['--out', out, '--phases', 'training_free', '--quick', '--threads', '1'])
+    with open(osp.join(out, 'results.json')) as f:
+        on_disk = json.load(f)
+    assert on_disk['training_free'] == res['training_free']
+    assert set(on_disk['training_free']) == {'qq'}
+    c = Config.fromfile(on_disk['training_free']['qq']['config'])
+    assert c.model.backbone.pretrained == on_disk['towers']['clip']['weights']
+    assert c.model.backbone.attn_mode == 'qq'
+    assert c.test_dataloader.dataset.data_root == on_disk['world']['paths']['ade_root']
