@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+from declip_mm.miniworld.experiments import experiment_phases  # noqa: E402
 
 #: the variants of the issue's table (``results['declip'][variant]``)
 DECLIP_VARIANTS = ('content', 'context', 'content+context', 'no-decoupling')
@@ -153,6 +154,7 @@ def phase_figures(ctx: Context) -> None:
 #: name -> phase; later phases (distillation, evaluation) are appended here
 PHASES: Dict[str, Callable[[Context], None]] = dict(world=phase_world, clip=phase_clip,
                                                      vfm=phase_vfm, figures=phase_figures)
+PHASES.update(experiment_phases())  # training_free, declip, region_cls, catseg (experiments.py)
 
 
 def select_phases(spec: str | None) -> List[str]:
