@@ -224,7 +224,7 @@ def commands(out: str) -> list:
     tf = osp.join(c, 'tiny_training-free_ade20k.py')
     api = (f"python -c \"from declip_mm.apis import DeCLIPInferencer; "
            f"res = DeCLIPInferencer('{tf}')('{photo}', classes='{DEMO_CLASSES}'); "
-           f"print(res.class_names, res.labels.shape)\"")
+           f"print(res.classes, res.labels.shape)\"")
     return [
         ('inferencer (Python API)', api),
         ('tools/demo.py', f"python tools/demo.py {photo} --config {tf} --classes '{DEMO_CLASSES}' "
