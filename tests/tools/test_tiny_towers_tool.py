@@ -147,8 +147,10 @@ def test_every_printed_command_runs(tmp_path, capsys):
     keys = {f'region_cls/{f}.{s}.macc{k}' for f in ('rois', 'maskpool', 'crops')
             for s in ('thing', 'stuff') for k in (1, 5)}
     assert keys <= set(metrics)
-    for key in keys:
-        assert 0.0 <= float(metrics[key]) <= 100.0
+    for f in ('rois', 'maskpool', 'crops'):
+        for s in ('thing', 'stuff'):
+            top1, top5 = (float(metrics[f'region_cls/{f}.{s}.macc{k}']) for k in (1, 5))
+            assert 0.0 <= top1 <= top5 <= 100.0, (f, s, top1, top5)  # top-5 contains top-1
 
     # -- detection: one epoch (the tower frozen, as released), then the trained heads evaluate
     runner = train_tool.main(_argv(cmds[titles[7]], 'train'))
