@@ -10,11 +10,13 @@ writes into ``--out`` (a few seconds, a few MB):
   state dict of it (``visual.*`` + ``text.*``, random weights), read by the same loaders as a real
   release (``model_name=<json>``, ``pretrained=<pt>``);
 * ``tiny_eva02_det.json`` + ``.pt``: the same family with depth 4 and patch 16, for the detector;
-* ``tiny_dinov2.pt``: a tiny DINOv2-style VFM teacher (timm layout) for ``configs/declip`` training;
+* ``tiny_dinov2.pt``: a tiny DINOv2-style VFM teacher (timm key layout, which ``VFMTeacher`` reads as
+  it reads the hub release) for ``configs/declip`` distillation;
 * ``data/``: fixture datasets in the real layouts (``declip_mm.testing``): ADE20K (training-free and
   CAT-Seg evaluation), COCO-Stuff train (CAT-Seg training), COCO-panoptic (region classification),
   OV-COCO (detection), and a photo ``data/demo.jpg``;
-* ``configs/``: children of the stock configs that point at the towers and the fixtures, with the
+* ``configs/``: children of the stock configs (DeCLIP distillation, training-free ADE20K, CAT-Seg,
+  region classification, F-ViT detection) that point at the towers and the fixtures, with the
   small sizes a CPU runs in seconds;
 
 and prints the commands that run each tool on them (the README section "Try every tool without
@@ -38,6 +40,7 @@ CATSEG_TRAIN = 'configs/catseg/catseg_declip-eva02-b16_1xb4-80k_coco-stuff164k-3
 CATSEG_TEST = 'configs/catseg/catseg_declip-eva02-b16_ade20k-640x640.py'
 REGION_CONFIG = 'configs/region_cls/region-cls_eva02-b16_coco-panoptic-560.py'
 FVIT_CONFIG = 'configs/detection/fvit_declip-eva02-b16_ov-coco.py'
+DISTILL_CONFIG = 'configs/declip/declip_tiny-random_quickstart.py'
 #: the tiny CAT-Seg head (every channel number, the window and the class length small)
 TINY_CATSEG_HEAD = dict(embed_dims=16, appearance_guidance_dims=8, text_guidance_dims=8,
                         num_layers=2, num_heads=2, window_size=4, pad_len=0, pool_size=2,
@@ -108,7 +111,7 @@ def _dump(cfg, path: str) -> str:
     return path
 
 
-def write_configs(out: str, tower: tuple, det_tower: tuple, roots: dict) -> dict:
+def write_configs(out: str, tower: tuple, det_tower: tuple, vfm: str, roots: dict) -> dict:
     """Children of the stock configs (dumped in full) pointing at the tiny towers and fixtures."""
     from mmengine.config import Config
     js, pt = tower
@@ -160,6 +163,15 @@ def write_configs(out: str, tower: tuple, det_tower: tuple, roots: dict) -> dict
                          'test_dataloader.dataset.pipeline.0.crop_size': 32,
                          'test_dataloader.dataset.pipeline.1.size': 64})
     paths['region'] = _dump(cfg, osp.join(cdir, 'tiny_region-cls_coco-panoptic.py'))
+
+    cfg = Config.fromfile(osp.join(ROOT, DISTILL_CONFIG))
+    cfg.merge_from_dict({'model.student.model_name': js, 'model.student.pretrained': pt,
+                         'model.vfm_teacher.pretrained': vfm,
+                         'train_dataloader.dataset.data_root': roots['ade20k'],
+                         'train_dataloader.dataset.img_dir': 'images/validation',
+                         'train_cfg.max_epochs': 1, 'param_scheduler.0.end': 1,
+                         'default_hooks.logger.interval': 1})
+    paths['distill'] = _dump(cfg, osp.join(cdir, 'tiny_declip_distill.py'))
 
     paths['det'] = osp.join(cdir, 'tiny_fvit_ov-coco.py')
     with open(paths['det'], 'w') as f:
@@ -232,6 +244,9 @@ def commands(out: str) -> list:
         ('tools/web_demo.py (open http://127.0.0.1:7860)', f'python tools/web_demo.py --config {tf}'),
         ('tools/test.py, training-free (fixture ADE20K)',
          f"python tools/test.py {tf} --work-dir {osp.join(w, 'tf')}"),
+        ('DeCLIP distillation: tools/train.py (1 epoch, tiny EVA02 student + tiny DINOv2 teacher)',
+         f"python tools/train.py {osp.join(c, 'tiny_declip_distill.py')} "
+         f"--work-dir {osp.join(w, 'declip')}"),
         ('CAT-Seg: tools/train.py (3 iterations)',
          f"python tools/train.py {osp.join(c, 'tiny_catseg_coco-stuff_train.py')} "
          f"--work-dir {osp.join(w, 'catseg')}"),
@@ -275,7 +290,7 @@ def main(argv=None):
                       args.seed + 1)
     vfm = write_vfm(out, args.seed + 2)
     roots = write_data(out)
-    write_configs(out, tower, det, roots)
+    write_configs(out, tower, det, vfm, roots)
     print(f'tiny towers with RANDOM weights in {out}: {osp.basename(tower[1])}, '
           f'{osp.basename(det[1])} (open_clip layout), {osp.basename(vfm)} (DINOv2-style VFM; '
           f'{json.dumps(TINY_DINOV2)}); fixture data in {osp.join(out, "data")}.')

@@ -133,17 +133,25 @@ def test_every_printed_command_runs(tmp_path, capsys):
     metrics = test_tool.main(_argv(cmds[titles[3]], 'test') + ['--out', str(tmp_path / 'tf_pred')])
     check_tool_metrics(metrics, tmp_path / 'tf_pred', ade_root, 'ade20k')
 
-    # -- CAT-Seg: 3 training iterations, then the trained head evaluates; without it: refused
+    # -- DeCLIP distillation: the student and the VFM teacher start from the written files
     runner = train_tool.main(_argv(cmds[titles[4]], 'train'))
+    from declip_mm.apis import unwrap_model
+    distiller = unwrap_model(runner.model)
+    _assert_same_tensors(distiller.vfm_teacher.model.state_dict(),
+                         _state_dict_of(osp.join(out, 'tiny_dinov2.pt'), ''))
+    assert osp.isfile(osp.join(out, 'work', 'declip', 'declip_epoch_1.pth'))
+
+    # -- CAT-Seg: 3 training iterations, then the trained head evaluates; without it: refused
+    runner = train_tool.main(_argv(cmds[titles[5]], 'train'))
     assert runner.iter == 3
-    catseg_test = _argv(cmds[titles[5]], 'test')
+    catseg_test = _argv(cmds[titles[6]], 'test')
     with pytest.raises(Exception, match='allow-untrained-head|allow_untrained_head'):
         test_tool.main([catseg_test[0]] + catseg_test[2:])
     metrics = test_tool.main(catseg_test + ['--out', str(tmp_path / 'cs_pred')])
     check_tool_metrics(metrics, tmp_path / 'cs_pred', ade_root, 'ade20k')
 
     # -- region classification: all twelve accuracies, each a share of the fixture's regions
-    metrics = test_tool.main(_argv(cmds[titles[6]], 'test'))
+    metrics = test_tool.main(_argv(cmds[titles[7]], 'test'))
     keys = {f'region_cls/{f}.{s}.macc{k}' for f in ('rois', 'maskpool', 'crops')
             for s in ('thing', 'stuff') for k in (1, 5)}
     assert keys <= set(metrics)
@@ -153,8 +161,8 @@ def test_every_printed_command_runs(tmp_path, capsys):
             assert 0.0 <= top1 <= top5 <= 100.0, (f, s, top1, top5)  # top-5 contains top-1
 
     # -- detection: one epoch (the tower frozen, as released), then the trained heads evaluate
-    runner = train_tool.main(_argv(cmds[titles[7]], 'train'))
-    det_args = _argv(cmds[titles[8]], 'test')
+    runner = train_tool.main(_argv(cmds[titles[8]], 'train'))
+    det_args = _argv(cmds[titles[9]], 'test')
     ckpt = torch.load(det_args[1], map_location='cpu', weights_only=False)['state_dict']
     _assert_same_tensors({k[len('backbone.'):]: v for k, v in ckpt.items()
                           if k.startswith('backbone.')},
