@@ -170,3 +170,15 @@ def test_every_printed_command_runs(tmp_path, capsys):
                           _state_dict_of(osp.join(out, 'tiny_eva02_det.pt'), 'visual.').items()})
     metrics = test_tool.main(det_args)
     assert {'coco/base_ap50', 'coco/novel_ap50'} <= set(metrics)
+
+
+def test_out_folder_of_other_files_is_refused(tmp_path):
+    """The tool writes only into a new or empty folder, or into one it wrote before."""
+    (tmp_path / 'notes.txt').write_text('mine')
+    with pytest.raises(SystemExit, match='not empty and was not written by this tool'):
+        make.prepare_out(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ['notes.txt']
+    fresh = tmp_path / 'fresh'
+    make.prepare_out(str(fresh))
+    make.prepare_out(str(fresh))   # a rerun into its own output is fine
+    assert (fresh / make.MARKER).is_file()
