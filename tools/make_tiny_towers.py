@@ -284,7 +284,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import declip_mm  # noqa: F401  (registers the components)
     from declip_mm.testing import tiny_clip_config
-    out = prepare_out(args.out)
+    out = prepare_out(osp.abspath(args.out))   # the configs hold absolute paths: any cwd works
     tower = write_tower(out, 'tiny_eva02', tiny_clip_config('eva02'), args.seed)
     det = write_tower(out, 'tiny_eva02_det', tiny_clip_config('eva02', depth=4, patch_size=16),
                       args.seed + 1)
@@ -296,7 +296,7 @@ def main(argv=None):
           f'{json.dumps(TINY_DINOV2)}); fixture data in {osp.join(out, "data")}.')
     print('Every number these give is plumbing, not quality. Try (from the repository root, '
           '.venv active):\n')
-    for title, cmd in commands(out):
+    for title, cmd in commands(args.out):   # as typed (README: --out work_dirs/tiny)
         print(f'# {title}\n{cmd}\n')
     return out
 
