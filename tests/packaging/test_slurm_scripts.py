@@ -77,11 +77,14 @@ def test_dist_train_multi_node_variables(tmp_path):
     bin_dir.mkdir()
     (bin_dir / 'python').write_text(FAKE_SRUN)
     (bin_dir / 'python').chmod(0o755)
+    # PYTHON names the fake explicitly: the script would otherwise pick the checkout's .venv and
+    # really start torch.distributed.run; the master address is a loopback one all the same
     env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', NNODES='2', NODE_RANK='1',
-               MASTER_ADDR='10.1.2.3', PORT='29600')
+               MASTER_ADDR='127.0.0.9', PORT='29600', PYTHON=str(bin_dir / 'python'))
+    env.pop('VIRTUAL_ENV', None)
     out = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), 'cfg.py', '8', '--amp'], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=60)
     args = [ln[4:] for ln in out.stdout.splitlines() if ln.startswith('ARG:')]
     assert args == ['-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
-                    '--master_addr=10.1.2.3', '--nproc_per_node=8', '--master_port=29600',
+                    '--master_addr=127.0.0.9', '--nproc_per_node=8', '--master_port=29600',
                     osp.join(TOOLS, 'train.py'), 'cfg.py', '--launcher', 'pytorch', '--amp']
