@@ -126,7 +126,8 @@ def test_catseg_labels_and_class_maps_equal_the_former_full_computation():
             'model.backbone.pretrained': None, 'model.text_encoder.pretrained': None,
             'model.backbone.out_indices': (0, 1), 'model.test_cfg.size': 96,
             'model.test_cfg.crop_size': 64, 'model.test_cfg.stride': 32,
-            'test_pipeline.1.scale': (4096, 64)}
+            'test_pipeline.1.scale': (4096, 64),
+            'allow_untrained_head': True}   # a random head on purpose: both computations share it
     opts.update({f'model.decode_head.{k}': v for k, v in head.items()})
     torch.manual_seed(0)
     inf = DeCLIPInferencer('catseg_declip-eva02-b16_ade20k-640x640', cfg_options=opts)

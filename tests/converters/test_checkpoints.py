@@ -208,7 +208,7 @@ def test_convert_checkpoint_tool(tmp_path):
     with torch.no_grad():
         assert torch.equal(new(x)['content'], bb.eval()(x)['content'])
     res = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', str(tmp_path / 'no.pt'),
-                          str(dst)], capture_output=True, text=True)
+                          str(tmp_path / 'out2.pth')], capture_output=True, text=True)
     assert res.returncode != 0 and 'not found' in res.stderr
 
 
