@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..layers import eva_rope_sincos, fast_rope_enabled, resize_pos_embed, rope_patch_rows
 from ..layers.lean_mlp import swiglu_inplace
+from .eva_block_check import written_out_block_verified
 
 __all__ = ['OPENAI_CLIP_NAMES', 'resolve_clip_config', 'is_eva_config', 'EvaVisionTower',
            'build_vision_tower', 'build_text_tower', 'default_quick_gelu', 'tower_ops']
@@ -310,10 +311,20 @@ class EvaViTOps(_TowerOps):
         the FFN (``swiglu_inplace``) and the residual sums written into fresh results, the same
         operations as timm's (bit-identical on this build). Blocks that are not timm's plain
         ``EvaBlock`` / ``EvaAttention`` with ``nn.Linear`` projections (subclasses, wrapped or
-        adapted layers) and blocks, attention or MLP modules with forward hooks run timm's forward."""
+        adapted layers) and blocks, attention or MLP modules with forward hooks run timm's forward.
+
+        The written-out forward is used only for block configurations that a float64 probe against
+        the installed timm proved equal (:mod:`.eva_block_check`, once per configuration and timm
+        version); otherwise timm's forward runs, after one warning naming the timm version."""
         if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
-                or not _plain_eva_block(blk) or _has_forward_hooks(blk, blk.attn, blk.mlp)):
+                or not _plain_eva_block(blk) or _has_forward_hooks(blk, blk.attn, blk.mlp)
+                or not written_out_block_verified(blk, self._written_out_block, self.rope,
+                                                  self.num_prefix_tokens, rope is not None)):
             return blk(x, rope=rope)
+        return self._written_out_block(blk, x, rope)
+
+    def _written_out_block(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]) -> Tensor:
+        """``EvaBlock.forward`` written out (see :meth:`run_block`); no checks of its own."""
         q, k, v = self.attention_qkv(blk, x, rope)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
         x = _residual(x, self.attn_out(blk, o.transpose(1, 2).reshape(x.shape)))
