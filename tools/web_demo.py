@@ -2,7 +2,7 @@
 """A local web page for open-vocabulary segmentation: upload a photo, type class names, look.
 
     python tools/web_demo.py [--config CONFIG] [--checkpoint CKPT] [--text-checkpoint CLIP]
-                             [--port 7860] [--device cpu] [--cfg-options k=v ...]
+                             [--host 127.0.0.1] [--port 7860] [--device cpu] [--cfg-options k=v ...]
 
 Open http://127.0.0.1:7860 . The page shows the overlay, a legend with each class's share of the
 pixels, and the probability map of a chosen class; "benchmark protocol" runs the config's test
@@ -10,12 +10,13 @@ scheme (sliding 336 windows for the training-free configs), "quick" the whole re
 
 Without weights (no --checkpoint and the config's weight files absent) it runs a tiny tower with
 RANDOM weights (or --random-arch, e.g. EVA02-B-16, with random weights) and says so on the page:
-the page works, the segmentation is meaningless. The server listens on 127.0.0.1 only, uses Python's
-standard ``http.server`` and needs no network; sample photos come from scikit-image when installed.
+the page works, the segmentation is meaningless. The server listens on 127.0.0.1 (``--host`` another
+address, with a warning: no authentication), uses Python's standard ``http.server`` and needs no
+network; sample photos come from scikit-image when installed.
 
 What the server accepts (anything else gets a 4xx answer with a message, never a traceback):
-- every request: a ``Host`` of 127.0.0.1 / localhost / [::1] (any port) or one named with
-  ``--allow-host`` (a DNS-rebinding page sends its own host name and is refused);
+- every request: a ``Host`` of 127.0.0.1 / localhost / [::1] (any port), the ``--host`` address, or
+  one named with ``--allow-host`` (a DNS-rebinding page sends its own host name and is refused);
 - ``POST /segment``: ``Content-Type: application/json``, a valid ``Content-Length``, an ``Origin``
   (when the browser sends one) equal to the ``Host`` it was sent to (no cross-site posting), and a
   JSON object ``{image: data URL, classes: "cat; grass, lawn", mode, prob_thd, ticket}``. The Classes
@@ -23,6 +24,9 @@ What the server accepts (anything else gets a 4xx answer with a message, never a
   decoding) may have up to ``--max-image-mb`` MB and ``--max-pixels`` pixels; at most
   ``--max-classes`` classes and ``--max-names`` names of ``--max-name-length`` characters.
   EXIF orientation is applied, as the browser's preview and ``DeCLIPInferencer`` do.
+- ``GET /download/ID/labels.png`` and ``GET /download/ID/probs.npz``: result ``ID``'s label map
+  (16-bit PNG) and probabilities (float16 ``.npz``), the bytes ``DeCLIPInferencer.save`` writes,
+  made in memory (``ID`` names a kept result, never a file);
 - ``GET /status?ticket=T``: where request ``T`` is (waiting behind N others, or running for S s),
   which the page shows while it waits; one segmentation runs at a time.
 
@@ -32,10 +36,12 @@ side (the page shows them at <= 420 px), and the oldest results are dropped beyo
 import argparse
 import base64
 import io
+import ipaddress
 import json
 import math
 import os.path as osp
 import re
+import socket
 import sys
 import threading
 import time
@@ -60,6 +66,7 @@ MAX_NAME_LENGTH = 100         # characters per name
 FIELDS_BYTES = 1 << 20        # room for the other JSON fields (class text, mode, ...)
 PROB_SIDE = 1024              # kept probability maps: long side at most this (shown at <= 420 px)
 PROB_BUDGET = 256 << 20       # bytes of kept probability maps over all kept results
+DOWNLOAD_PROBS_BYTES = 1 << 30  # largest probabilities download (float16 classes x H x W)
 SAMPLES = ('astronaut', 'chelsea', 'coffee', 'rocket')  # shipped inside scikit-image's wheel
 PAGE = osp.join(ROOT, 'tools', 'web_demo.html')
 
@@ -166,6 +173,7 @@ class SegmentationApp:
         self.queue_lock = threading.Lock()
         self.queue: OrderedDict = OrderedDict()  # ticket -> [state, time entered]
         self.last_seconds = None
+        self.downloads: dict = {}  # result id -> (label PNG bytes, probability maps, classes)
 
     def info(self) -> dict:
         seg = self.inferencer.model
@@ -245,12 +253,43 @@ class SegmentationApp:
                 self.queue.pop(ticket, None)
         rid = uuid.uuid4().hex[:12]
         self.results[rid] = shown_probs(res.probs)  # not the full-resolution float maps
+        self.keep_downloads(rid, res)
         while len(self.results) > 1 and (len(self.results) > self.keep or sum(
                 p.nbytes for p in self.results.values()) > PROB_BUDGET):
-            self.results.popitem(last=False)
+            self.downloads.pop(self.results.popitem(last=False)[0], None)
         return dict(id=rid, width=int(image.shape[1]), height=int(image.shape[0]),
                     overlay=png_data_url(res.overlay), legend=res.legend, seconds=round(seconds, 3),
-                    mode='quick' if mode else 'benchmark', num_classes=len(classes))
+                    mode='quick' if mode else 'benchmark', num_classes=len(classes),
+                    downloads={k: f'/download/{rid}/{f}' for k, f in DOWNLOAD_FILES.items()})
+
+    def keep_downloads(self, rid: str, res) -> None:
+        """What the result's downloads are made of: the label PNG (16-bit, encoded now, as
+        ``DeCLIPInferencer.save`` writes it) and the probability maps at the segmentor's resolution
+        (the full-resolution ``.npz`` is computed when it is asked for)."""
+        from declip_mm.apis.result_files import write_label_png
+        buf = io.BytesIO()
+        write_label_png(buf, res.labels)
+        self.downloads[rid] = (buf.getvalue(), res.maps, [list(c) for c in res.classes])
+
+    def download(self, rid: str, what: str):
+        """(bytes, content type) of a result's ``labels.png`` or ``probs.npz``: the bytes
+        ``DeCLIPInferencer.save`` writes to ``<name>_labels.png`` / ``<name>_probs.npz``."""
+        from declip_mm.apis.result_files import probs_npz_bytes
+        entry = self.downloads.get(rid)
+        if entry is None or what not in DOWNLOAD_FILES.values():
+            raise KeyError(f'no download {rid}/{what} (results are kept for the last {self.keep} '
+                           'requests)')
+        labels_png, maps, classes = entry
+        if what == 'labels.png':
+            return labels_png, 'image/png'
+        h, w = maps.out_hw
+        size = maps.num_classes * h * w * 2
+        if size > DOWNLOAD_PROBS_BYTES:
+            raise TooLarge(f'the probabilities of {maps.num_classes} classes at {w}x{h} are '
+                           f'{size / 2**30:.1f} GB (float16); this page sends up to '
+                           f'{DOWNLOAD_PROBS_BYTES / 2**30:g} GB: use tools/demo.py, which writes '
+                           'the same file')
+        return probs_npz_bytes(maps, classes), 'application/octet-stream'  # the maps' own copy
 
     def prob_map(self, rid: str, k: int) -> bytes:
         from declip_mm.apis.overlay import prob_heatmap
@@ -260,6 +299,20 @@ class SegmentationApp:
         buf = io.BytesIO()
         Image.fromarray(prob_heatmap(probs[k].astype(np.float32) / 255)).save(buf, format='PNG')
         return buf.getvalue()
+
+
+#: download kind -> file name in the URL (/download/<result id>/<file name>)
+DOWNLOAD_FILES = {'labels': 'labels.png', 'probs': 'probs.npz'}
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost`` (any address of 127/8): not reachable from elsewhere."""
+    if host.lower() == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False
 
 
 def host_name(netloc: str) -> str:
@@ -317,6 +370,24 @@ def make_handler(app: SegmentationApp, page: str, allowed_hosts=()):
             m = re.match(r'^/sample/(\w+)\.png$', path)
             if m and m.group(1) in app.samples:
                 return self._send(HTTPStatus.OK, app.samples[m.group(1)], 'image/png')
+            m = re.match(r'^/download/(\w+)/(labels\.png|probs\.npz)$', path)
+            if m:
+                try:
+                    body, ctype = app.download(m.group(1), m.group(2))
+                except KeyError as e:
+                    return self._json(dict(error=str(e.args[0])), HTTPStatus.NOT_FOUND)
+                except TooLarge as e:
+                    return self._json(dict(error=str(e)), HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                self.send_response(HTTPStatus.OK)
+                self.send_header('Content-Type', ctype)
+                self.send_header('Content-Length', str(len(body)))
+                self.send_header('Content-Disposition',
+                                 f'attachment; filename="declip_{m.group(1)}_{m.group(2)}"')
+                self.send_header('Cache-Control', 'no-store')
+                self.send_header('X-Content-Type-Options', 'nosniff')
+                self.end_headers()
+                self.wfile.write(body)
+                return None
             m = re.match(r'^/prob/(\w+)/(\d+)\.png$', path)
             if m:
                 try:
@@ -389,7 +460,12 @@ def parse_args(argv=None):
     p.add_argument('--random-arch', default=None,
                    help='without weights: random weights of this architecture (e.g. EVA02-B-16) '
                         'instead of the tiny tower')
-    p.add_argument('--port', type=int, default=7860, help='port on 127.0.0.1 (0: any free port)')
+    p.add_argument('--host', default=HOST,
+                   help='address to listen on (default 127.0.0.1: this machine only). Another address '
+                        '(e.g. 0.0.0.0) makes the page reachable from the network, without '
+                        'authentication: a warning is printed, and requests must name the server as '
+                        'that address or an --allow-host name')
+    p.add_argument('--port', type=int, default=7860, help='port (0: any free port)')
     p.add_argument('--device', default=None)
     p.add_argument('--allow-host', action='append', default=[], metavar='NAME',
                    help='also answer requests whose Host header names NAME (e.g. behind a reverse '
@@ -439,24 +515,47 @@ def build_app(args) -> SegmentationApp:
 
 
 def make_server(args):
-    """(server, app): a threading HTTP server bound to 127.0.0.1 (call ``serve_forever``).
+    """(server, app): a threading HTTP server bound to ``--host`` (default 127.0.0.1; call
+    ``serve_forever``).
 
-    The port is bound before the model is built: a busy port fails at once with a message.
+    The port is bound before the model is built: a busy port fails at once with a message. A host
+    that is not loopback gets a warning on stderr; the Host-header allow-list then also holds the
+    bound address (a wildcard such as 0.0.0.0 names no host: add the names clients use with
+    ``--allow-host``).
     """
     with open(PAGE, encoding='utf-8') as f:
         page = f.read()
+    host = args.host.strip('[]')
+    server_cls = ThreadingHTTPServer
+    if ':' in host:  # an IPv6 address
+        server_cls = type('ThreadingHTTPServerV6', (ThreadingHTTPServer,),
+                          {'address_family': socket.AF_INET6})
     try:  # the handler is set once the model exists; nothing is served before serve_forever
-        server = ThreadingHTTPServer((HOST, args.port), BaseHTTPRequestHandler)
-    except OSError as e:
-        raise SystemExit(f'cannot listen on {HOST}:{args.port}: {e.strerror or e} (another web demo '
-                         'or program may use it): pass --port N, or --port 0 for any free port'
-                         ) from None
+        server = server_cls((host, args.port), BaseHTTPRequestHandler)
+    except (OSError, OverflowError) as e:
+        raise SystemExit(f'cannot listen on {args.host}:{args.port}: {getattr(e, "strerror", 0) or e} '
+                         '(another web demo or program may use it, or the address is not one of '
+                         "this machine's): pass --port N, or --port 0 for any free port") from None
+    allowed = list(args.allow_host)
+    wildcard = host in ('0.0.0.0', '::', '')
+    if not wildcard:
+        allowed.append(host)
+    if not is_loopback(host):
+        names = sorted(set(LOOPBACK_NAMES) | {h.lower() for h in allowed})
+        print(f'WARNING: --host {args.host} is not a loopback address: the page is reachable from '
+              'other machines, with no authentication and no TLS; anyone who reaches it can run '
+              f'segmentations on this machine. Requests must name the server as one of: '
+              f'{", ".join(names)}'
+              + (' (a wildcard address names no host: add the name or address clients use with '
+                 '--allow-host NAME)' if wildcard else ' (more with --allow-host NAME).'),
+              file=sys.stderr)
+        sys.stderr.flush()
     try:
         app = build_app(args)
     except BaseException:
         server.server_close()
         raise
-    server.RequestHandlerClass = make_handler(app, page, args.allow_host)
+    server.RequestHandlerClass = make_handler(app, page, allowed)
     server.daemon_threads = True
     return server, app
 
@@ -464,7 +563,9 @@ def make_server(args):
 def main(argv=None):
     args = parse_args(argv)
     server, _ = make_server(args)
-    print(f'declip_mm web demo on http://{HOST}:{server.server_address[1]}  (Ctrl-C stops it)')
+    host = server.server_address[0]
+    shown = f'[{host}]' if ':' in host else host
+    print(f'declip_mm web demo on http://{shown}:{server.server_address[1]}  (Ctrl-C stops it)')
     sys.stdout.flush()
     try:
         server.serve_forever()

@@ -14,6 +14,7 @@ so that the full-resolution maps of all classes never sit in memory at once.
 """
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from typing import Sequence
@@ -25,7 +26,7 @@ from PIL import Image
 from .overlay import UNLABELED
 
 __all__ = ['UNLABELED_IN_FILE', 'MAX_FILE_CLASSES', 'write_label_png', 'read_label_png',
-           'write_probs_npz']
+           'write_probs_npz', 'probs_npz_bytes']
 
 #: value of the unlabeled pixels in a label PNG
 UNLABELED_IN_FILE = 65535
@@ -71,13 +72,26 @@ def write_probs_npz(path: str, maps, classes: Sequence[Sequence[str]],
         classes (list): the class list (one list of names per class).
         group_bytes (int): memory of one group of class maps (float16).
     """
+    tmp = f'{path}.{os.getpid()}.tmp'
+    _write_probs_archive(tmp, maps, classes, group_bytes)
+    os.replace(tmp, path)
+
+
+def probs_npz_bytes(maps, classes: Sequence[Sequence[str]],
+                    group_bytes: int = PROBS_GROUP_BYTES) -> bytes:
+    """The bytes :func:`write_probs_npz` writes to its file, built in memory (e.g. for a download)."""
+    buf = io.BytesIO()
+    _write_probs_archive(buf, maps, classes, group_bytes)
+    return buf.getvalue()
+
+
+def _write_probs_archive(file, maps, classes, group_bytes: int) -> None:
     c, (h, w) = maps.num_classes, maps.out_hw
     per_class = max(1, h * w * 2)
     step = max(1, min(c, int(group_bytes) // per_class))
     header = {'descr': np.lib.format.dtype_to_descr(np.dtype('<f2')), 'fortran_order': False,
               'shape': (c, h, w)}
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+    with zipfile.ZipFile(file, 'w', compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
         with zf.open('probs.npy', 'w', force_zip64=True) as f:
             np.lib.format.write_array_header_2_0(f, header)
             buf = torch.empty((step, h, w), dtype=torch.float16)
@@ -88,4 +102,3 @@ def write_probs_npz(path: str, maps, classes: Sequence[Sequence[str]],
         with zf.open('classes.npy', 'w') as f:
             np.lib.format.write_array(f, np.array([';'.join(n) for n in classes]),
                                       allow_pickle=False)
-    os.replace(tmp, path)
