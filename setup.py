@@ -68,6 +68,7 @@ CONSOLE_SCRIPTS = [
     'declip-convert = declip_mm.cli:main_convert',
     'declip-quickstart = declip_mm.cli:main_quickstart',
     'declip-benchmark = declip_mm.cli:main_benchmark',
+    'declip-gradio = declip_mm.cli:main_gradio',
     'declip-configs = declip_mm.cli:main_configs',
 ]
 
@@ -106,6 +107,8 @@ setup(
         'tests': read_requirements('tests.txt'),
         'optional': read_requirements('optional.txt'),
         'mmdet': [r for r in read_requirements('mminstall.txt') if r.startswith('mmdet')],
+        # tools/gradio_demo.py (declip-gradio); tools/web_demo.py needs no extra
+        'demo': read_requirements('demo.txt'),
     },
     entry_points={'console_scripts': CONSOLE_SCRIPTS},
     # not an entry point: it must run before mmcv (which `import declip_mm` needs) is installed

@@ -31,6 +31,7 @@ COMMANDS = {
     'declip-convert': ('convert_checkpoint.py', False),
     'declip-quickstart': ('quickstart.py', False),
     'declip-benchmark': ('benchmark.py', False),
+    'declip-gradio': ('gradio_demo.py', False),  # needs the [demo] extra
 }
 
 
@@ -88,6 +89,7 @@ main_eval_catseg = _entry('declip-eval-catseg')
 main_convert = _entry('declip-convert')
 main_quickstart = _entry('declip-quickstart')
 main_benchmark = _entry('declip-benchmark')
+main_gradio = _entry('declip-gradio')
 
 
 def main_configs(argv: Optional[List[str]] = None) -> int:

@@ -193,3 +193,21 @@ def test_offline_settings():
     import os
     assert os.environ['GRADIO_ANALYTICS_ENABLED'] == 'False'
     assert gradio_demo.web_demo.parse_args([]).host == '127.0.0.1'
+
+
+def test_demo_extra_declares_the_tested_range():
+    """setup.py's extra reads requirements/demo.txt; the installed gradio is in its range."""
+    import os.path as osp
+
+    from packaging.requirements import Requirement
+
+    import gradio
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    with open(osp.join(root, 'requirements', 'demo.txt')) as f:
+        (line, ) = [x.split('#')[0].strip() for x in f if x.split('#')[0].strip()]
+    req = Requirement(line)
+    assert req.name == 'gradio' and str(req.specifier) == ','.join(
+        sorted(gradio_demo.GRADIO_RANGE.split(',')))
+    assert gradio.__version__ in req.specifier
+    with open(osp.join(root, 'setup.py')) as f:
+        assert "'demo': read_requirements('demo.txt')" in f.read()
