@@ -3,7 +3,6 @@ with no request leaving the machine (browser and server), segments through the s
 limits as tools/web_demo.py, and offers the inferencer's label PNG and probabilities."""
 import io
 import json
-import shutil
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+from chromium_helpers import chromium_driver, requested_urls
 from PIL import Image
 from tf_helpers import load_tool
 
@@ -71,36 +71,6 @@ def served():
     _OUTBOUND.on = False
 
 
-def chromium(tmp_path):
-    exe, driver = shutil.which('chromium'), shutil.which('chromedriver')
-    if not exe or not driver:
-        pytest.skip('Chromium is not installed (.ci/run installs Debian\'s chromium and '
-                    'chromium-driver)')
-    webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed '
-                                    '(requirements/tests.txt)')
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    # every non-loopback request goes to a dead proxy (loopback bypasses proxies): nothing leaves
-    # the machine, and the performance log still lists what the page asked for
-    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              '--disable-dev-shm-usage', '--proxy-server=http://127.0.0.1:9',
-              f'--user-data-dir={tmp_path / "chromium-profile"}', '--window-size=1280,1400'):
-        opts.add_argument(a)
-    opts.set_capability('goog:loggingPrefs', {'performance': 'ALL'})
-    return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-
-
-def requested_urls(drv):
-    urls = []
-    for entry in drv.get_log('performance'):
-        msg = json.loads(entry['message'])['message']
-        if msg['method'] == 'Network.requestWillBeSent':
-            urls.append(msg['params']['request']['url'])
-    return urls
-
-
 def photo(h=45, w=70):
     return np.random.default_rng(2).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -127,7 +97,7 @@ def test_gradio_page_offline_same_results_and_downloads(served, tmp_path, monkey
     url, app = served
     img_path = tmp_path / 'upload.png'
     Image.fromarray(photo()).save(img_path)
-    drv = chromium(tmp_path)
+    drv = chromium_driver(tmp_path, performance_log=True, height=1400)
     try:
         drv.get(url)
         wait_text(drv, '#banner', lambda t: 'RANDOM' in t, timeout=60)

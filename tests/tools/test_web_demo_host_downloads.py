@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from chromium_helpers import chromium_driver
 from PIL import Image
 from tf_helpers import load_tool
 
@@ -210,3 +211,40 @@ def test_ipv6_loopback_host(stub_app, capsys):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_page_download_links_in_headless_chromium(server, tmp_path):
+    """After a segmentation the page links both downloads; the browser fetches them from the server
+    (same bytes as the app keeps)."""
+    url, app = server
+    drv = chromium_driver(tmp_path)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    try:
+        img_path = tmp_path / 'upload.png'
+        Image.fromarray(photo()).save(img_path)
+        drv.get(url)
+        wait = WebDriverWait(drv, 120)
+        drv.find_element(By.ID, 'file').send_keys(str(img_path))
+        wait.until(lambda d: d.execute_script("return document.getElementById('preview')"
+                                              ".naturalWidth") == 70)
+        drv.execute_script("document.getElementById('classes').value = 'sky; grass'")
+        Select(drv.find_element(By.ID, 'mode')).select_by_value('quick')
+        drv.find_element(By.ID, 'submit').click()
+        wait.until(lambda d: 'done in' in d.find_element(By.ID, 'status').text)
+        got = {}
+        for link, name in (('dl-labels', 'labels.png'), ('dl-probs', 'probs.npz')):
+            href = drv.find_element(By.ID, link).get_attribute('href')
+            rid = href.split('/')[-2]
+            assert href == f'{url}/download/{rid}/{name}'
+            assert drv.find_element(By.ID, link).get_attribute('download') is not None
+            got[name] = drv.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "fetch(arguments[0]).then(async r => done([r.status, "
+                "r.headers.get('Content-Disposition'), Array.from(new Uint8Array("
+                "await r.arrayBuffer()))]));", href)
+        for name, (status, disposition, body) in got.items():
+            assert status == 200 and disposition.endswith(f'_{name}"')
+            assert bytes(body) == app.download(rid, name)[0]
+    finally:
+        drv.quit()
