@@ -78,6 +78,9 @@ class GradioSegmenter:
         gr = import_gradio()
         if not image_file:
             raise gr.Error('upload a photo first')
+        from gradio.utils import get_upload_folder, is_in_or_equal
+        if not is_in_or_equal(osp.abspath(image_file), get_upload_folder()):  # belt and braces
+            raise gr.Error('the photo must be uploaded through the page')
         try:  # the file Gradio stored for this upload, checked as the page's data URL
             with open(image_file, 'rb') as f:
                 raw = f.read(self.app.limits['max_image_bytes'] + 1)
@@ -147,7 +150,8 @@ def build_blocks(app, gr=None):
             labels_file = gr.File(label='Labels (16-bit PNG)', elem_id='dl-labels')
             probs_file = gr.File(label='Probabilities (.npz)', elem_id='dl-probs')
         button.click(segmenter, [image, classes, mode, thd],
-                     [overlay, legend, labels_file, probs_file, status], concurrency_limit=1)
+                     [overlay, legend, labels_file, probs_file, status], concurrency_limit=1,
+                     api_name='segment')
     demo.queue(default_concurrency_limit=1)
     demo.segmenter = segmenter
     return demo
@@ -215,6 +219,10 @@ def make_server(args):
                                   footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
                                   max_file_size=int(app.limits['max_image_bytes']),
                                   theme=gr.themes.Default())
+        # Gradio accepts a file path in an input only from its upload folder once ``has_launched``
+        # is set; launch() sets it, mount_gradio_app() does not (without it any file the server
+        # process can read, e.g. a PNG in the working directory, could be named as the photo)
+        blocks.has_launched = True
     except BaseException:
         sock.close()
         raise

@@ -181,3 +181,28 @@ def test_demo_extra_declares_the_tested_range():
     assert gradio.__version__ in req.specifier
     with open(osp.join(root, 'setup.py')) as f:
         assert "'demo': read_requirements('demo.txt')" in f.read()
+
+
+def test_photo_is_never_a_server_path(served, tmp_path, monkeypatch):
+    """An API call naming a file on the server (in the working directory or elsewhere) as the photo
+    is refused before the callback runs: only uploads are photos."""
+    url, _ = served
+    monkeypatch.chdir(tmp_path)  # Gradio treats the working directory specially
+    secret = tmp_path / 'secret.png'
+    Image.fromarray(photo()).save(secret)
+    calls = []
+    real = gradio_demo.GradioSegmenter.__call__
+    monkeypatch.setattr(gradio_demo.GradioSegmenter, '__call__',
+                        lambda self, *a: calls.append(a) or real(self, *a))
+    for path in (str(secret), 'secret.png', '/etc/hostname'):
+        body = json.dumps({'data': [{'path': path, 'meta': {'_type': 'gradio.FileData'}},
+                                    'a; b', 'quick', '']}).encode()
+        req = urllib.request.Request(url + '/gradio_api/call/segment', data=body,
+                                     headers={'Content-Type': 'application/json'})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            event = json.loads(r.read())['event_id']
+        with urllib.request.urlopen(f'{url}/gradio_api/call/segment/{event}', timeout=60) as r:
+            answer = r.read().decode()
+        assert answer.startswith('event: error'), (path, answer[:200])
+        assert 'overlay' not in answer and 'declip_' not in answer
+    assert calls == []
