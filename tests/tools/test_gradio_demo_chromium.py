@@ -206,3 +206,47 @@ def test_photo_is_never_a_server_path(served, tmp_path, monkeypatch):
         assert answer.startswith('event: error'), (path, answer[:200])
         assert 'overlay' not in answer and 'declip_' not in answer
     assert calls == []
+
+
+def test_queue_position_is_shown(served, tmp_path, monkeypatch):
+    """While one segmentation runs, a second browser's request waits and its page says where it is
+    in Gradio's queue; both finish."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    url, app = served
+    release, started = threading.Event(), threading.Event()
+    real = app.inferencer
+
+    class Held:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, *a, **k):
+            started.set()
+            release.wait(60)
+            return real(*a, **k)
+
+    monkeypatch.setattr(app, 'inferencer', Held())
+    img_path = tmp_path / 'upload.png'
+    Image.fromarray(photo()).save(img_path)
+    drivers = [chromium_driver(tmp_path / f'b{i}', height=1400) for i in range(2)]
+    try:
+        for drv in drivers:
+            drv.get(url)
+            WebDriverWait(drv, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#segment'))
+            drv.find_element(By.CSS_SELECTOR, '#photo input[type=file]').send_keys(str(img_path))
+            fill(drv, '#classes textarea', 'sky; grass')
+        time.sleep(0.5)
+        drivers[0].find_element(By.CSS_SELECTOR, '#segment').click()
+        assert started.wait(60)
+        drivers[1].find_element(By.CSS_SELECTOR, '#segment').click()
+        WebDriverWait(drivers[1], 60).until(
+            lambda d: 'queue: 1/' in d.find_element(By.CSS_SELECTOR, '#status').get_attribute(
+                'textContent') or 'queue: 1/' in d.find_element(By.TAG_NAME, 'body').text)
+        release.set()
+        for drv in drivers:
+            wait_text(drv, '#status', lambda t: 'done in' in t)
+    finally:
+        release.set()
+        for drv in drivers:
+            drv.quit()
