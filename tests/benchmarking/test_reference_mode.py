@@ -157,8 +157,8 @@ def test_catseg_reference_equals_default():
 
 
 def test_lean_mlp_gradients_bit_identical_and_fewer_saved_tensors():
+    from declip_mm.benchmarking.reference_towers import plain_mlps
     from declip_mm.models.layers import lean_mlp
-    from declip_mm.models.layers.lean_mlp import plain_mlps
     a, b = _train_case(), _train_case()
     mlps = [m for m in a.model.student.modules() if isinstance(m, lean_mlp.LeanSwiGLU)]
     assert mlps and not any(isinstance(m, lean_mlp.LeanSwiGLU)
@@ -195,7 +195,7 @@ def test_lean_mlp_gradients_bit_identical_and_fewer_saved_tensors():
 
 
 def test_reference_teacher_runs_the_whole_last_block():
-    from declip_mm.benchmarking.reference import full_last_block
+    from declip_mm.benchmarking.reference_towers import full_last_block
     case = _train_case()
     crops = case.inputs['crops']
     teacher = case.model.clip_teacher

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import eva_rope_sincos, fast_rope_enabled, resize_pos_embed, rope_patch_rows
+from ..layers import eva_rope_sincos, resize_pos_embed, rope_patch_rows
 from ..layers.lean_mlp import swiglu_inplace
 
 __all__ = ['OPENAI_CLIP_NAMES', 'resolve_clip_config', 'is_eva_config', 'EvaVisionTower',
@@ -177,10 +177,14 @@ class _TowerOps(ABC):
         if rope is not None:
             if getattr(attn, 'rotate_half', False):
                 raise NotImplementedError('half-rotation RoPE towers are not supported')
-            # rotated with the fp32 table, rounded once (timm's apply_rot_embed under autocast)
-            q = rope_patch_rows(q, rope, self.num_prefix_tokens)
-            k = rope_patch_rows(k, rope, self.num_prefix_tokens)
+            q, k = self.apply_rope(q, rope), self.apply_rope(k, rope)
         return q, k, v
+
+    def apply_rope(self, x: Tensor, rope: Tensor) -> Tensor:
+        """RoPE on the patch rows of ``x`` (B, H, N, d), the prefix rows untouched: rotated with the
+        fp32 table, rounded once (timm's ``apply_rot_embed_cat`` under autocast), in one pass without
+        autograd (:func:`rope_patch_rows`)."""
+        return rope_patch_rows(x, rope, self.num_prefix_tokens)
 
     def attention_scale(self, blk: nn.Module) -> float:
         """The factor of the block's dot products (timm's ``attn.scale``; 1/sqrt(d) otherwise)."""
@@ -311,8 +315,8 @@ class EvaViTOps(_TowerOps):
         operations as timm's (bit-identical on this build). Blocks that are not timm's plain
         ``EvaBlock`` / ``EvaAttention`` with ``nn.Linear`` projections (subclasses, wrapped or
         adapted layers) and blocks, attention or MLP modules with forward hooks run timm's forward."""
-        if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
-                or not _plain_eva_block(blk) or _has_forward_hooks(blk, blk.attn, blk.mlp)):
+        if (blk.training or torch.is_grad_enabled() or not _plain_eva_block(blk)
+                or _has_forward_hooks(blk, blk.attn, blk.mlp)):
             return blk(x, rope=rope)
         q, k, v = self.attention_qkv(blk, x, rope)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
