@@ -113,6 +113,10 @@ def test_infer_reference_fp32_labels_equal():
     ref, got = case.predict('reference'), case.predict('default')
     assert ref.shape == got.shape == (1, 70, 117)
     assert (ref == got).float().mean() > 0.999
+    # fp32 (unlike float64 above) takes the default's one-pass RoPE and written-out EVA blocks
+    with torch.no_grad():
+        ref, got = reference_slide_logits(case.seg, case.img), case.seg.slide_inference(case.img)
+    assert (ref - got).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def _train_case(**kw):
