@@ -9,12 +9,13 @@ public code's cost structure:
   ``softmax(scale * Q Qᵀ)``, ``softmax(scale * K Kᵀ)`` in the decoupled modes) and multiplies it by V,
   as the official ``eva_vit_model.py`` / DINOv2 attention do without xformers (always on a CPU), so
   training keeps an (H, N, N) matrix per block for the backward pass;
-* **RoPE by the literal formula** (``literal_rope``): negate, stack, two products, sum and
-  concatenate per q / k, as the official ``VisionRotaryEmbeddingFast`` (and timm) compute it, and EVA
-  blocks through timm's own forward (declip_mm's inference path rotates in one complex product);
-* **the CAT-Seg head as the public code** (``literal_heads``): guidance repeated and concatenated
-  to every class map / location before each projection and the decoder's first conv, every padded
-  class token a query and through the MLP;
+* **RoPE by the literal formula** (:func:`.reference_towers.literal_rope`): negate, stack, two
+  products, sum and concatenate per q / k, as the official ``VisionRotaryEmbeddingFast`` (and timm)
+  compute it, and EVA blocks through timm's own forward (declip_mm's inference path rotates in one
+  complex product);
+* **the CAT-Seg head as the public code** (:func:`.reference_heads.literal_heads`): guidance
+  repeated and concatenated to every class map / location before each projection and the decoder's
+  first conv, every padded class token a query and through the MLP;
 * **windows one at a time at batch 1** (:func:`reference_slide_logits`): the sliding-window loop of
   the public training-free evaluator: each window's logits are resized to the window, zero-padded to
   the whole image and added (``preds += F.pad(window_logits, ...)``); the logits of all classes are then
@@ -24,7 +25,17 @@ public code's cost structure:
   it does not run them one at a time), after the student, the CLIP teacher's last block for every
   token (open_clip pools the CLS row of the full block), the VFM in the same precision as the
   default mode's fp32 (the bf16 / cache modes of the benchmark are compared with this fp32
-  reference).
+  reference), the student's MLPs keeping all of timm's activations
+  (:func:`.reference_towers.plain_mlps`).
+
+The models have one code path each and know nothing of this mode: the reference variants are
+subclasses owned by the benchmark (``reference_towers.py``, ``reference_heads.py``) that the model's
+objects are given for the length of a ``with`` block (:func:`.class_swap.swapped_classes`), and the
+training step is assembled here from the distiller's public pieces (``run_teachers``,
+``distill_losses``). The one process-wide change is :func:`explicit_attention`: the models (and timm)
+call ``F.scaled_dot_product_attention`` by name at call time, and replacing that function for the
+block is how every attention, timm's included, computes the explicit way without a second path in
+the models (restored on exit; the benchmark runs in its own process, one thread of work).
 """
 from __future__ import annotations
 
@@ -36,11 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.heads.guided_linear import literal_heads
-from ..models.layers import literal_rope
+from .reference_heads import literal_heads
+from .reference_towers import full_last_block, literal_rope, plain_mlps
 
 __all__ = ['explicit_attention', 'explicit_sdpa', 'reference_slide_logits', 'reference_predict',
-           'reference_train_losses', 'reference_catseg_predict', 'full_last_block']
+           'reference_train_losses', 'reference_catseg_predict']
 
 
 def explicit_sdpa(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None,
@@ -91,7 +102,7 @@ def reference_slide_logits(segmentor, inputs: Tensor) -> Tensor:
     text = seg.class_embeddings()
     preds = inputs.new_zeros((b, text.shape[0], h, w))
     count = inputs.new_zeros((b, 1, h, w))
-    with explicit_attention(), literal_rope():
+    with explicit_attention(), literal_rope(seg):
         for i in range(b):
             for y1, y2, x1, x2 in boxes:
                 crop = inputs[i:i + 1, :, y1:y2, x1:x2]
@@ -129,25 +140,15 @@ def reference_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = 
 
 def reference_train_losses(distiller, inputs: dict) -> dict:
     """``DeCLIPDistiller.loss`` in reference mode: the same losses, every attention explicit, the
-    teachers under ``torch.no_grad`` after the student as in the public training loop, the CLIP
-    teacher's whole last block computed, the student's MLPs keeping timm's activations (no
-    ``lean_mlp``)."""
-    from ..models.layers.lean_mlp import plain_mlps
-    with explicit_attention(), literal_rope(), plain_mlps(distiller.student), \
+    literal RoPE, the student first and then the teachers under ``torch.no_grad`` as in the public
+    training loop (the default runs them first under ``torch.inference_mode``), the CLIP teacher's
+    whole last block computed, the student's MLPs keeping timm's activations (no ``lean_mlp``)."""
+    with explicit_attention(), literal_rope(distiller), plain_mlps(distiller.student), \
             full_last_block(distiller.clip_teacher):
-        return distiller.loss(inputs, reference=True)
-
-
-@contextlib.contextmanager
-def full_last_block(tower) -> Iterator[None]:
-    """Within the block ``tower.encode_image`` runs its whole last block and pools the CLS row (as
-    open_clip / the public code), instead of computing the CLS row alone."""
-    ops = tower.ops
-    ops.run_block_cls = lambda blk, x, rope: ops.run_block(blk, x, rope)[:, :1]
-    try:
-        yield
-    finally:
-        del ops.run_block_cls
+        out = distiller.student(inputs['student'])
+        with torch.no_grad():
+            crop_emb, vfm = distiller.run_teachers(inputs)
+        return distiller.distill_losses(out, inputs, crop_emb, vfm)
 
 
 def reference_catseg_predict(segmentor, inputs: Tensor, data_samples: Optional[list] = None
@@ -155,5 +156,5 @@ def reference_catseg_predict(segmentor, inputs: Tensor, data_samples: Optional[l
     """``DeCLIPCATSegSegmentor.predict`` the public CAT-Seg way: explicit attention, the literal
     RoPE, the head's guidance repeated and concatenated and every padded class token a query
     (``literal_heads``); the public code batches its five views as declip_mm does."""
-    with explicit_attention(), literal_rope(), literal_heads():
+    with explicit_attention(), literal_rope(segmentor), literal_heads(segmentor):
         return segmentor.predict(inputs, data_samples)

@@ -4,6 +4,7 @@ The reference mode is what ``tools/benchmark.py`` compares against: explicit sof
 windows one at a time at batch 1, the public post-processing at full size. Its speed ratio means
 something only if it computes the same thing; these tests pin that, on tiny random towers.
 """
+import collections
 import contextlib
 
 import pytest
@@ -12,7 +13,12 @@ import torch.nn.functional as F
 
 from declip_mm.benchmarking import (count_flops, explicit_attention, explicit_sdpa,
                                     reference_slide_logits)
+from declip_mm.benchmarking import reference_heads, reference_towers
 from declip_mm.benchmarking.cases import CatSegCase, InferCase, TrainCase, grid_rois
+from declip_mm.models.backbones import clip_towers
+from declip_mm.models.heads.guided_linear import GuidedLinear
+from declip_mm.models.heads.upsample_decoder import GuidedUpStage
+from declip_mm.models.layers import lean_mlp, rope_patch_rows
 from declip_mm.testing import tiny_clip_config
 
 VFM = dict(type='VFMTeacher', arch='dinov2_vitb14_reg',
@@ -107,6 +113,10 @@ def test_infer_reference_fp32_labels_equal():
     ref, got = case.predict('reference'), case.predict('default')
     assert ref.shape == got.shape == (1, 70, 117)
     assert (ref == got).float().mean() > 0.999
+    # fp32 (unlike float64 above) takes the default's one-pass RoPE and written-out EVA blocks
+    with torch.no_grad():
+        ref, got = reference_slide_logits(case.seg, case.img), case.seg.slide_inference(case.img)
+    assert (ref - got).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def _train_case(**kw):
@@ -157,8 +167,7 @@ def test_catseg_reference_equals_default():
 
 
 def test_lean_mlp_gradients_bit_identical_and_fewer_saved_tensors():
-    from declip_mm.models.layers import lean_mlp
-    from declip_mm.models.layers.lean_mlp import plain_mlps
+    from declip_mm.benchmarking.reference_towers import plain_mlps
     a, b = _train_case(), _train_case()
     mlps = [m for m in a.model.student.modules() if isinstance(m, lean_mlp.LeanSwiGLU)]
     assert mlps and not any(isinstance(m, lean_mlp.LeanSwiGLU)
@@ -195,7 +204,7 @@ def test_lean_mlp_gradients_bit_identical_and_fewer_saved_tensors():
 
 
 def test_reference_teacher_runs_the_whole_last_block():
-    from declip_mm.benchmarking.reference import full_last_block
+    from declip_mm.benchmarking.reference_towers import full_last_block
     case = _train_case()
     crops = case.inputs['crops']
     teacher = case.model.clip_teacher
@@ -208,3 +217,69 @@ def test_reference_teacher_runs_the_whole_last_block():
     assert full_flops > default_flops
     assert torch.allclose(full, default, atol=1e-6)
     assert 'run_block_cls' not in vars(teacher.ops)  # restored
+
+
+def _spy(monkeypatch, calls, cls, name):
+    """Count the calls of ``cls.name`` (the method still runs)."""
+    original = getattr(cls, name)
+
+    def counted(*args, **kwargs):
+        calls[f'{cls.__name__}.{name}'] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+
+
+def _classes(module):
+    return [type(m) for m in module.modules()] + \
+        [type(ops) for ops in reference_towers.tower_ops_in(module)]
+
+
+def test_reference_mode_runs_the_reference_variants_and_restores(monkeypatch):
+    """The parity tests above mean something only if the reference mode runs the public code's
+    way: the reference classes' methods are called in reference mode and never in the default mode,
+    the default's one-pass RoPE / lean MLP / split projections never in reference mode, and the
+    model's classes are the same afterwards."""
+    from catseg_helpers import tiny_segmentor_cfg
+    calls = collections.Counter()
+    for cls, name in [(reference_towers.PublicEvaViTOps, 'run_block'),
+                      (reference_towers.PublicEvaViTOps, 'apply_rope'),
+                      (reference_heads.ConcatGuidedLinear, 'forward'),
+                      (reference_heads.AllQueriesClassAggregation, 'attend'),
+                      (reference_heads.ConcatGuidedUpStage, 'guided_conv'),
+                      (lean_mlp.LeanSwiGLU, 'forward'), (GuidedLinear, 'forward'),
+                      (GuidedUpStage, 'guided_conv')]:
+        _spy(monkeypatch, calls, cls, name)
+    one_pass = []
+    monkeypatch.setattr(clip_towers, 'rope_patch_rows',
+                        lambda *a: one_pass.append(1) or rope_patch_rows(*a))
+    reference_only = {'PublicEvaViTOps.run_block', 'ConcatGuidedLinear.forward',
+                      'AllQueriesClassAggregation.attend', 'ConcatGuidedUpStage.guided_conv'}
+
+    def called():
+        return {k for k, n in calls.items() if n}
+
+    cfg = tiny_segmentor_cfg('eva02')
+    cfg.pop('class_names')
+    cat = CatSegCase(cfg, num_classes=6, size=32)
+    train = _train_case()
+    before = _classes(cat.seg), _classes(train.model)
+    cat.predict('reference')
+    train.losses('reference')
+    assert reference_only <= called(), calls
+    assert not called() & {'LeanSwiGLU.forward', 'GuidedLinear.forward',
+                           'GuidedUpStage.guided_conv'} and not one_pass, calls
+    assert (_classes(cat.seg), _classes(train.model)) == before
+    crops, teacher = train.inputs['crops'], train.model.clip_teacher
+    with torch.no_grad():  # the CLS-only last block rotates q / k itself (ops.apply_rope)
+        with reference_towers.literal_rope(train.model) as swapped:
+            cls_ref = teacher.encode_image(crops)
+        assert swapped == 2  # the student and the CLIP teacher (the VFM has no RoPE)
+        assert calls['PublicEvaViTOps.apply_rope'] and not one_pass
+        cls_default = teacher.encode_image(crops)
+    assert one_pass and torch.allclose(cls_ref, cls_default, rtol=0, atol=1e-6)
+    calls.clear()
+    cat.predict('default')
+    train.losses('default')
+    assert not (reference_only | {'PublicEvaViTOps.apply_rope'}) & called(), calls
+    assert {'LeanSwiGLU.forward', 'GuidedLinear.forward', 'GuidedUpStage.guided_conv'} <= called()

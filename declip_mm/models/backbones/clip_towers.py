@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import eva_rope_sincos, fast_rope_enabled, resize_pos_embed, rope_patch_rows
+from ..layers import eva_rope_sincos, resize_pos_embed, rope_patch_rows
 from ..layers.lean_mlp import swiglu_inplace
 from .eva_block_check import written_out_block_verified
 
@@ -178,10 +178,14 @@ class _TowerOps(ABC):
         if rope is not None:
             if getattr(attn, 'rotate_half', False):
                 raise NotImplementedError('half-rotation RoPE towers are not supported')
-            # rotated with the fp32 table, rounded once (timm's apply_rot_embed under autocast)
-            q = rope_patch_rows(q, rope, self.num_prefix_tokens)
-            k = rope_patch_rows(k, rope, self.num_prefix_tokens)
+            q, k = self.apply_rope(q, rope), self.apply_rope(k, rope)
         return q, k, v
+
+    def apply_rope(self, x: Tensor, rope: Tensor) -> Tensor:
+        """RoPE on the patch rows of ``x`` (B, H, N, d), the prefix rows untouched: rotated with the
+        fp32 table, rounded once (timm's ``apply_rot_embed_cat`` under autocast), in one pass without
+        autograd (:func:`rope_patch_rows`)."""
+        return rope_patch_rows(x, rope, self.num_prefix_tokens)
 
     def attention_scale(self, blk: nn.Module) -> float:
         """The factor of the block's dot products (timm's ``attn.scale``; 1/sqrt(d) otherwise)."""
@@ -316,8 +320,8 @@ class EvaViTOps(_TowerOps):
         The written-out forward is used only for block configurations that a float64 probe against
         the installed timm proved equal (:mod:`.eva_block_check`, once per configuration and timm
         version); otherwise timm's forward runs, after one warning naming the timm version."""
-        if (blk.training or torch.is_grad_enabled() or not fast_rope_enabled()
-                or not _plain_eva_block(blk) or _has_forward_hooks(blk, blk.attn, blk.mlp)
+        if (blk.training or torch.is_grad_enabled() or not _plain_eva_block(blk)
+                or _has_forward_hooks(blk, blk.attn, blk.mlp)
                 or not written_out_block_verified(blk, self._written_out_block, self.rope,
                                                   self.num_prefix_tokens, rope is not None)):
             return blk(x, rope=rope)

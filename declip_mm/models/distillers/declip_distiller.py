@@ -259,24 +259,24 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         dtype = torch.bfloat16 if self.teacher_dtype == 'bf16' else torch.float16
         return torch.autocast(device_type=device.type, dtype=dtype)
 
-    def teacher_targets(self, inputs: Dict[str, Tensor], reference: bool = False
-                        ) -> Tuple[Tensor, Optional[Tensor]]:
+    def teacher_targets(self, inputs: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """CLIP teacher crop embeddings (K, E) and VFM features (B, C, h, w), in fp32.
 
         The teachers run under ``torch.inference_mode`` (no autograd bookkeeping at all; the outputs
-        are cloned out of it so the losses can use them); ``reference=True`` keeps the public code's
-        ``torch.no_grad`` (``declip_mm.benchmarking``). Same numbers either way.
+        are cloned out of it so the losses can use them).
         """
-        dev = inputs['student'].device
-        with (torch.no_grad() if reference else torch.inference_mode()), \
-                self._teacher_context(dev):
+        with torch.inference_mode():
+            crops, vfm = self.run_teachers(inputs)
+        return crops.clone(), vfm.clone() if vfm is not None else None
+
+    def run_teachers(self, inputs: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """The teachers' outputs of :meth:`teacher_targets` under the caller's autograd mode (in the
+        teachers' ``teacher_dtype`` autocast): L2-normalised crop embeddings and VFM features."""
+        with self._teacher_context(inputs['student'].device):
             crops = self.clip_teacher.encode_image(inputs['crops'], normalize=True).float()
             vfm = self._vfm_features(self.vfm_teacher, inputs, 'vfm') if (
                 self.vfm_teacher is not None and self.context_loss is not None) else None
-            crops = F.normalize(crops, dim=-1)
-        if reference:
-            return crops, vfm
-        return crops.clone(), vfm.clone() if vfm is not None else None
+            return F.normalize(crops, dim=-1), vfm
 
     def _vfm_features(self, teacher, inputs: Dict[str, Tensor], key: str) -> Tensor:
         """One teacher's (B, C, h, w) fp32 features of ``inputs[key]``, through the cache if set
@@ -302,18 +302,16 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         xs = torch.arange(hw[1], device=vw.device)[None, None, :] < vw[:, None, None]
         return ys & xs
 
-    def loss(self, inputs: Dict[str, Tensor], data_samples=None,
-             reference: bool = False) -> Dict[str, Tensor]:
-        """The DeCLIP losses of a batch; ``reference`` runs the teachers as the public code does
-        (:meth:`teacher_targets`), after the student as the public loop does; by default the
-        teachers run first, so their temporaries are freed before the student's activations (kept
-        for the backward pass) exist: the same numbers at a lower peak memory."""
-        if reference:
-            out = self.student(inputs['student'])
-            crop_emb, vfm = self.teacher_targets(inputs, reference=True)
-        else:
-            crop_emb, vfm = self.teacher_targets(inputs)
-            out = self.student(inputs['student'])
+    def loss(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
+        """The DeCLIP losses of a batch. The teachers run first, so their temporaries are freed
+        before the student's activations (kept for the backward pass) exist."""
+        crop_emb, vfm = self.teacher_targets(inputs)
+        out = self.student(inputs['student'])
+        return self.distill_losses(out, inputs, crop_emb, vfm)
+
+    def distill_losses(self, out: Dict[str, Tensor], inputs: Dict[str, Tensor], crop_emb: Tensor,
+                       vfm: Optional[Tensor]) -> Dict[str, Tensor]:
+        """The losses of the student's outputs ``out`` against the teacher targets (:meth:`loss`)."""
         losses = {self.content_loss.loss_name: self.content_loss(out['content'], inputs['rois'],
                                                                  crop_emb)}
         if self.context_loss is not None and self.multi_context:  # options beyond the paper

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .guided_linear import guided_linear, literal_heads_enabled
+from .guided_linear import GuidedLinear
 
 __all__ = ['linear_attention', 'ClassAggregation']
 
@@ -73,8 +73,8 @@ class ClassAggregation(nn.Module):
         self.pool_size = int(pool_size)
         self.pool_at_test = bool(pool_at_test)
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.q = nn.Linear(embed_dims + guidance_dims, embed_dims)
-        self.k = nn.Linear(embed_dims + guidance_dims, embed_dims)
+        self.q = GuidedLinear(embed_dims + guidance_dims, embed_dims)
+        self.k = GuidedLinear(embed_dims + guidance_dims, embed_dims)
         self.v = nn.Linear(embed_dims, embed_dims)
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = nn.Sequential(nn.Linear(embed_dims, embed_dims * 4), nn.ReLU(),
@@ -100,22 +100,34 @@ class ClassAggregation(nn.Module):
         n_pad = self.pad_len - t if self.pad_len > 0 else 0
         if n_pad:
             tokens = torch.cat([tokens, self.pad_token.expand(tokens.shape[0], n_pad, -1)], dim=1)
-        y = self.norm1(tokens)
         g = guidance  # (B, T, G): one text guidance per class, shared by every location
         if g is not None and n_pad and self.pad_guidance is not None:
             g = torch.cat([g, self.pad_guidance.expand(b, n_pad, -1)], dim=1)
-        n, length = tokens.shape[:2]
         # every token is a key and a value; only the T real classes are queries and go through the
         # MLP (per-token steps: the padding rows' outputs are dropped, as in the public code)
-        nq = length if literal_heads_enabled() else t  # the public code: every token a query
-        q = guided_linear(self.q, y[:, :nq], None if g is None else g[:, :nq])
-        k = guided_linear(self.k, y, g)
-        v = self.v(y).view(n, length, self.num_heads, -1)
-        attn = linear_attention(q.view(n, nq, self.num_heads, -1),
-                                k.view(n, length, self.num_heads, -1), v)
-        tokens = tokens[:, :nq] + attn.reshape(n, nq, c)
-        tokens = (tokens + self.mlp(self.norm2(tokens)))[:, :t]  # drop the padding
+        tokens = self.attend(tokens, g, t)
         upd = tokens.view(b, hp, wp, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, hp, wp)
         if p > 1:
             upd = F.interpolate(upd, size=(h, w), mode='bilinear', align_corners=True)
         return x + upd.view(b, t, c, h, w).transpose(1, 2)
+
+    def attend(self, tokens: Tensor, guidance: Optional[Tensor], num_queries: int) -> Tensor:
+        """Attention and MLP of the first ``num_queries`` tokens; every token is a key and a value.
+
+        Args:
+            tokens (Tensor): (N, L, C) class tokens at N locations, padding included.
+            guidance (Tensor, optional): (B, L, G) text guidance; N = B * (locations per image).
+            num_queries (int): Q <= L.
+
+        Returns:
+            Tensor: (N, Q, C).
+        """
+        n, length, c = tokens.shape
+        y = self.norm1(tokens)
+        q = self.q(y[:, :num_queries], None if guidance is None else guidance[:, :num_queries])
+        k = self.k(y, guidance)
+        v = self.v(y).view(n, length, self.num_heads, -1)
+        attn = linear_attention(q.view(n, num_queries, self.num_heads, -1),
+                                k.view(n, length, self.num_heads, -1), v)
+        tokens = tokens[:, :num_queries] + attn.reshape(n, num_queries, c)
+        return tokens + self.mlp(self.norm2(tokens))

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .guided_linear import guided_linear
+from .guided_linear import GuidedLinear
 
 __all__ = ['GuidedSwinBlock', 'SpatialAggregation', 'shifted_window_mask', 'effective_window']
 
@@ -82,8 +82,8 @@ class GuidedSwinBlock(nn.Module):
         self.num_heads = num_heads
         self.window_size, self.shift_size = int(window_size), int(shift_size)
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.q = nn.Linear(embed_dims + guidance_dims, embed_dims)
-        self.k = nn.Linear(embed_dims + guidance_dims, embed_dims)
+        self.q = GuidedLinear(embed_dims + guidance_dims, embed_dims)
+        self.k = GuidedLinear(embed_dims + guidance_dims, embed_dims)
         self.v = nn.Linear(embed_dims, embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.norm2 = nn.LayerNorm(embed_dims)
@@ -117,8 +117,8 @@ class GuidedSwinBlock(nn.Module):
             y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
             if guidance is not None:
                 guidance = torch.roll(guidance, shifts=(-shift, -shift), dims=(1, 2))
-        q = self._heads(self._partition(guided_linear(self.q, y, guidance), window))
-        k = self._heads(self._partition(guided_linear(self.k, y, guidance), window))
+        q = self._heads(self._partition(self.q(y, guidance), window))
+        k = self._heads(self._partition(self.k(y, guidance), window))
         v = self._heads(self._partition(self.v(y), window))
         nw, n = q.shape[1], q.shape[3]
         # 4-D (B' nW, heads, N, d) views: PyTorch's fused CPU kernel takes only 4-D inputs (5-D ones

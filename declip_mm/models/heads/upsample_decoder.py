@@ -14,12 +14,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-
-from .guided_linear import literal_heads_enabled
 
 __all__ = ['GuidedUpStage', 'UpsampleDecoder']
 
@@ -54,13 +51,13 @@ class GuidedUpStage(nn.Module):
             return self.conv(x)
         if guidance is None:
             raise ValueError('this decoder stage expects guidance features')
-        # conv3x3([x, g]) = conv3x3(x; W_x) + conv3x3(g; W_g) (zero padding splits too): the
-        # guidance term once per image, broadcast over its T class maps, instead of concatenating
-        # the guidance to every class map and convolving it T times
-        if literal_heads_enabled():  # the public code: the guidance repeated and concatenated
-            t = x.shape[0] // guidance.shape[0]
-            g = guidance.unsqueeze(1).expand(-1, t, -1, -1, -1).flatten(0, 1)
-            return self.conv(torch.cat([x, g], dim=1))
+        return self.guided_conv(x, guidance)
+
+    def guided_conv(self, x: Tensor, guidance: Tensor) -> Tensor:
+        """``self.conv(cat([x, g_rep], 1))``, ``g_rep`` each image's guidance (B, G, H, W) repeated
+        over its T class maps x (B·T, C, H, W): conv3x3([x, g]) = conv3x3(x; W_x) + conv3x3(g; W_g)
+        (zero padding splits too), so the guidance term is convolved once per image and broadcast
+        over its class maps instead of concatenated to every class map and convolved T times."""
         first = self.conv[0]
         cx = x.shape[1]
         y = F.conv2d(x, first.weight[:, :cx], None, padding=first.padding)

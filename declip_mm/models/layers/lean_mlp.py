@@ -14,15 +14,12 @@ product written in place (bit-identical, two hidden-width tensors fewer allocate
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch import Tensor, nn
 from timm.layers import SwiGLU
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['LeanSwiGLU', 'make_mlps_lean', 'plain_mlps', 'swiglu_inplace']
+__all__ = ['LeanSwiGLU', 'make_mlps_lean', 'swiglu_inplace']
 
 
 def _gated_tail(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
@@ -31,12 +28,10 @@ def _gated_tail(mlp: nn.Module, gate: Tensor, value: Tensor) -> Tensor:
 
 class LeanSwiGLU(SwiGLU):
     """timm's ``SwiGLU`` keeping only the two fc1 outputs for the backward pass (module docstring).
-    Same parameters and state dict; without gradients (or with ``lean = False``) timm's forward."""
-
-    lean = True
+    Same parameters and state dict; without gradients timm's forward."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.lean and torch.is_grad_enabled() and self.fc1_g.weight.requires_grad):
+        if not (torch.is_grad_enabled() and self.fc1_g.weight.requires_grad):
             return super().forward(x)
         gate, value = self.fc1_g(x), self.fc1_x(x)
         return self.drop2(checkpoint(_gated_tail, self, gate, value, use_reentrant=False))
@@ -51,19 +46,6 @@ def make_mlps_lean(module: nn.Module) -> int:
             m.__class__ = LeanSwiGLU
             n += 1
     return n
-
-
-@contextlib.contextmanager
-def plain_mlps(module: nn.Module) -> Iterator[None]:
-    """Within the block the lean MLPs of ``module`` save their activations as timm's do."""
-    lean = [m for m in module.modules() if isinstance(m, LeanSwiGLU)]
-    for m in lean:
-        m.lean = False
-    try:
-        yield
-    finally:
-        for m in lean:
-            m.lean = True
 
 
 def swiglu_inplace(mlp: nn.Module, x: Tensor) -> Tensor:

@@ -8,17 +8,12 @@ For a square S x S grid the positions are ``arange(S) * 16 / S`` exactly as in t
 """
 from __future__ import annotations
 
-from typing import ContextManager, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ...utils.mode_switch import ModeSwitch
-
-__all__ = ['eva_rope_sincos', 'apply_rope_interleaved', 'rope_patch_rows', 'literal_rope',
-           'fast_rope_enabled']
-
-_LITERAL = ModeSwitch()  # on within literal_rope()
+__all__ = ['eva_rope_sincos', 'apply_rope_interleaved', 'rope_patch_rows']
 
 
 def eva_rope_sincos(grid_hw: Tuple[int, int],
@@ -75,11 +70,12 @@ def rope_patch_rows(x: Tensor, sincos: Tensor, num_prefix: int) -> Tensor:
     (x0 cos - x1 sin) + i (x0 sin + x1 cos)``: the same two rounded products and one rounded sum per
     value as ``x * cos + rot(x) * sin`` (bit-identical on this build, tested against timm), in one pass
     over ``x`` instead of six (negate, stack, two products, sum, concatenate): 9x faster at EVA02-B's
-    (8, 12, 442, 64). Otherwise (training, bf16 under autocast, other layouts): the literal formula.
+    (8, 12, 442, 64). Otherwise (training, bf16 under autocast, other layouts): the literal formula
+    (which the benchmark's reference mode uses throughout: ``declip_mm.benchmarking.reference_towers``).
     """
     d = x.shape[-1]
     sin, cos = sincos.chunk(2, dim=-1)
-    fast = (fast_rope_enabled() and not (torch.is_grad_enabled() and x.requires_grad)
+    fast = (not (torch.is_grad_enabled() and x.requires_grad)
             and sincos.dim() == 2 and sincos.shape[0] == x.shape[-2] - num_prefix
             and x.dtype == sincos.dtype and x.dtype in (torch.float32, torch.float64)
             and x.stride(-1) == 1 and d % 2 == 0 and x.storage_offset() % 2 == 0
@@ -96,14 +92,3 @@ def rope_patch_rows(x: Tensor, sincos: Tensor, num_prefix: int) -> Tensor:
               out=torch.view_as_complex(out[..., num_prefix:, :].unflatten(-1, (d // 2, 2))))
     return out
 
-
-def fast_rope_enabled() -> bool:
-    """False within :func:`literal_rope`."""
-    return not _LITERAL.on
-
-
-def literal_rope() -> ContextManager[None]:
-    """Within the block, RoPE is computed by the literal formula (negate, stack, two products, sum,
-    concatenate, as timm and the official EVA-CLIP code do) and EVA blocks run timm's own forward:
-    the benchmarks' reference mode."""
-    return _LITERAL.active()

@@ -304,7 +304,7 @@ def test_literal_heads_compute_the_same():
     """The reference mode's public way (guidance repeated and concatenated, padded classes as
     queries) = the default way, float64."""
     from declip_mm.models.heads.class_aggregation import ClassAggregation
-    from declip_mm.models.heads.guided_linear import literal_heads
+    from declip_mm.benchmarking.reference_heads import literal_heads
     from declip_mm.models.heads.upsample_decoder import GuidedUpStage
     torch.manual_seed(0)
     cls = ClassAggregation(8, 4, num_heads=2, pad_len=6).double().eval()
@@ -318,7 +318,8 @@ def test_literal_heads_compute_the_same():
     ug = torch.randn(2, 4, 6, 6, dtype=torch.float64)
     with torch.no_grad():
         fast = (cls(x, tg), swin(xs, sg), stage(xu, ug))
-        with literal_heads():
+        with literal_heads(torch.nn.ModuleList([cls, swin, stage])) as swapped:
             literal = (cls(x, tg), swin(xs, sg), stage(xu, ug))
+    assert swapped == 1 + 2 + 2 + 1  # the class step and its q / k, the Swin q / k, the stage
     for a, b in zip(fast, literal):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from catseg_helpers import one_thread  # noqa: F401
 
+from declip_mm.benchmarking.reference_heads import literal_heads
 from declip_mm.models.heads import DeCLIPCATSegHead
-from declip_mm.models.heads.guided_linear import literal_heads
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -215,8 +215,9 @@ def test_head_equals_float64_reference(b, t, p, hw, training, kw, literal):
     feats, text, inter = head_inputs(seed=b + t, b=b, t=t, p=p, hw=hw)
     with torch.no_grad():
         if literal:
-            with literal_heads():
+            with literal_heads(head) as swapped:
                 got = head(feats, text, inter)
+            assert swapped > 0
         else:
             got = head(feats, text, inter)
         ref = head_ref(head, feats, text, inter)

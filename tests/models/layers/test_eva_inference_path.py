@@ -8,8 +8,9 @@ from timm.layers import SwiGLU
 from timm.layers.pos_embed_sincos import apply_rot_embed_cat
 from torch import nn
 
+from declip_mm.benchmarking.reference_towers import literal_rope, literal_rope_rows
 from declip_mm.models import DeCLIPVisionTransformer
-from declip_mm.models.layers import eva_rope_sincos, literal_rope, rope_patch_rows
+from declip_mm.models.layers import eva_rope_sincos, rope_patch_rows
 from declip_mm.models.layers import rope as rope_module
 from declip_mm.models.layers.lean_mlp import swiglu_inplace
 from declip_mm.testing import tiny_clip_config
@@ -36,8 +37,8 @@ def test_rope_rows_equal_timm(dtype, b, h, hw, d, npt, monkeypatch):
     scale = x.abs().max()
     assert (got - want).abs().max() <= 2 * torch.finfo(dtype).eps * scale  # bit-identical here
     assert torch.equal(got[:, :, :npt], x[:, :, :npt])
-    with literal_rope():  # the literal formula: timm's values exactly
-        assert torch.equal(rope_patch_rows(x, table, npt), want)
+    # the benchmark's reference (the literal formula): timm's values exactly
+    assert torch.equal(literal_rope_rows(x, table, npt), want)
 
 
 def test_rope_rows_fallbacks_keep_timm_values_and_gradients():
@@ -72,8 +73,9 @@ def test_eva_inference_block_equals_timm_block(hw):
         tokens = want
     with torch.no_grad():  # the whole backbone: literal (timm's blocks) vs the written-out path
         fast = m(x)['content']
-        with literal_rope():
+        with literal_rope(m) as swapped:
             want = m(x)['content']
+    assert swapped == 1
     assert (fast - want).abs().max() <= 1e-5 * want.abs().max()
 
 
