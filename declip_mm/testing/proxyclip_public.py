@@ -22,6 +22,7 @@ import contextlib
 import copy
 import importlib
 import importlib.util
+import inspect
 import os.path as osp
 import sys
 import types
@@ -30,7 +31,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-__all__ = ['load_public', 'public_vision_transformer', 'public_segmentor', 'half_is_identity']
+__all__ = ['load_public', 'public_vision_transformer', 'public_segmentor', 'half_is_identity',
+           'tiny_proxy_segmentor', 'compare_segmentors', 'compare_custom_attn', 'TINY_VFMS']
 
 _PKG = 'proxyclip_public_open_clip'
 
@@ -167,6 +169,64 @@ def public_segmentor(public, seg) -> nn.Module:
         raise ValueError('the public code takes square windows and strides')
     obj.slide_crop = seg.crop_size[0]
     obj.slide_stride = seg.stride[0]
-    obj.beta = seg.backbone.proxy_beta
-    obj.gamma = seg.backbone.proxy_gamma
+    defaults = inspect.signature(cls.__init__).parameters  # the public beta / gamma
+    obj.beta = defaults['beta'].default
+    obj.gamma = defaults['gamma'].default
     return obj.eval()
+
+
+#: tiny VFM towers for the side-by-side cases
+TINY_VFMS = {'dino_vitb8': dict(embed_dim=32, depth=2, num_heads=2, img_size=32),
+             'dinov2_vitb14_reg': dict(embed_dim=32, depth=2, num_heads=2, img_size=28)}
+
+
+def tiny_proxy_segmentor(arch: str, seed: int = 0, crop: int = 112, stride: int = 56,
+                         prob_thd: float = 0.3, logit_scale: float = 40.0):
+    """A ``DeCLIPProxySegmentor`` on tiny random towers (OpenAI layout, patch 16, native grid =
+    the window, so neither side resizes CLIP's position embedding) and a tiny ``arch`` VFM. The
+    public code pads windows to a multiple of 56: ``crop`` should be one (112, 224, 336)."""
+    from ..models.segmentors import DeCLIPProxySegmentor
+    from .tiny_models import tiny_clip_config
+    torch.manual_seed(seed)
+    cfg = tiny_clip_config('openai', image_size=crop, patch_size=16)
+    seg = DeCLIPProxySegmentor(
+        backbone=dict(type='DeCLIPVisionTransformer', model_name=cfg),
+        text_encoder=dict(type='DeCLIPTextEncoder', model_name=cfg, templates='single'),
+        vfm=dict(arch=arch, arch_overrides=TINY_VFMS[arch]),
+        class_names=['sky', ['cat', 'kitten'], 'road', 'grass'], prob_thd=prob_thd,
+        logit_scale=logit_scale,
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[122.771, 116.746, 104.094],
+                               std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
+        test_cfg=dict(mode='slide', crop_size=crop, stride=stride, keep_seg_logits=True))
+    seg.init_weights()
+    return seg.eval()
+
+
+@torch.no_grad()
+def compare_segmentors(public, seg, x: torch.Tensor) -> dict:
+    """Predict one image (1, 3, H, W) with both; max |Δ| of the class probabilities and the number
+    of pixels whose label differs."""
+    from mmseg.structures import SegDataSample
+    h, w = x.shape[-2:]
+    meta = dict(ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w), padding_size=[0, 0, 0, 0])
+    ours = seg.predict(x, [SegDataSample(metainfo=meta)])[0]
+    pub = public_segmentor(public, seg)
+    with half_is_identity():
+        theirs = pub.predict(x, [SegDataSample(metainfo=meta)])[0]
+    a, b = ours.seg_logits.data, theirs.seg_logits.data
+    return dict(prob_max_diff=float((a - b).abs().max()),
+                label_mismatch=int((ours.pred_sem_seg.data != theirs.pred_sem_seg.data).sum()),
+                pixels=int(h * w), prob_max=float(b.abs().max()))
+
+
+@torch.no_grad()
+def compare_custom_attn(public, backbone, x: torch.Tensor, feats: torch.Tensor) -> float:
+    """max |Δ| / max |public| of the content tokens: declip_mm's proxy mode (its configured β, γ)
+    vs the public ``VisionTransformer.forward(x, ex_feats, beta, gamma)`` at the public defaults
+    (custom_attn in the last block)."""
+    vt = public_vision_transformer(public, backbone)
+    params = inspect.signature(public.transformer.VisionTransformer.forward).parameters
+    beta, gamma = params['beta'].default, params['gamma'].default
+    ours = backbone(x, proxy_feats=feats)['content'].flatten(2).transpose(1, 2)
+    theirs = vt(x, feats, beta, gamma)
+    return float((ours - theirs).abs().max() / theirs.abs().max())

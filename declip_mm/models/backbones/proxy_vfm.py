@@ -33,6 +33,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ...registry import MODELS
+from ...utils import check_local_file
 from .vfm_teacher import VFM_ARCHS, VFMTeacher
 
 __all__ = ['ProxyVFM', 'PROXY_VFM_INPUT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD']
@@ -72,6 +73,8 @@ class ProxyVFM(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if arch not in VFM_ARCHS:
             raise ValueError(f'unknown VFM arch {arch!r}; choose one of {sorted(VFM_ARCHS)}')
+        if pretrained is not None:  # before the (large) tower is built
+            check_local_file(pretrained, f'{arch} VFM checkpoint of the proxy attention')
         self.tower = VFMTeacher(arch=arch, pretrained=pretrained, arch_overrides=arch_overrides,
                                 precision=precision)
         self.arch = arch
