@@ -99,7 +99,7 @@ def case_proxy(args, mode: str):
     img = torch.randn(1, 3, *args.size)
     with torch.no_grad():
         seg.class_embeddings()
-        med, times = _timeit(lambda: seg.inference(img), args.runs)
+        med, times = _timeit(lambda: seg.inference(img), args.runs, warmup=args.warmup)
     from declip_mm.models.segmentors.zero_shot_segmentor import window_grid
     n_win = len(window_grid(*args.size, (args.crop, args.crop), (args.stride, args.stride)))
     name = 'tiny' if args.tiny else args.model_name
