@@ -139,3 +139,19 @@ def test_vfm_input_normalisation():
     assert torch.allclose(r.double(), torch.einsum('Yy,bcyx,Xx->bcYX', m, want, m), atol=1e-5)
     vfm.input_size = 'crop'
     assert vfm.vfm_input(x, cm, cs, crop_size=(32, 32)).shape[-2:] == (32, 32)
+
+
+@pytest.mark.parametrize('arch,overrides,want', [
+    ('sam_vitb', dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1, ), img_size=64,
+                      window_size=2), (1024, 1024)),
+    ('mae_vitb16', dict(embed_dim=32, depth=2, num_heads=2, img_size=32), (48, 48)),
+    ('dinov2_vitb14_reg', TINY_VFM['dinov2_vitb14_reg'], (42, 56)),
+])
+def test_vfm_input_sizes_follow_the_public_code(arch, overrides, want):
+    """SAM sees the window at 1024 x 1024, MAE at the crop size, DINO / DINOv2 the window itself."""
+    vfm = ProxyVFM(arch, arch_overrides=overrides)
+    seen = []
+    vfm.tower.forward = lambda x: seen.append(tuple(x.shape[-2:])) or x[:, :1]
+    vfm(torch.randn(1, 3, 42, 56), torch.zeros(3), torch.ones(3), crop_size=(48, 48))
+    assert seen == [want]
+    assert vfm.window_multiple() == (14 if arch.startswith('dinov2') else 1)
