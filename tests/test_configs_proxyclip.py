@@ -41,6 +41,8 @@ def test_configs_carry_the_public_settings(variant):
         assert m.type == 'DeCLIPProxySegmentor' and m.backbone.attn_mode == 'proxy'
         assert (m.backbone.proxy_beta, m.backbone.proxy_gamma) == (1.2, 3.0)
         assert (m.backbone.model_name, m.vfm.arch) == VARIANTS[variant]
+        # OpenAI: the public open_clip's position-embedding resize; EVA02 (no public proxy code): §1
+        assert m.backbone.pos_embed_offset == (0.1 if m.backbone.model_name == 'ViT-B-16' else 0.0)
         assert m.logit_scale == 40.0 and m.prob_thd == thd
         assert (m.test_cfg.crop_size, m.test_cfg.stride, m.test_cfg.mode) == (crop, stride, 'slide')
         assert _resize_scale(cfg) == (2048, side)

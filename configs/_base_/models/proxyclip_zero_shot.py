@@ -14,7 +14,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(type='DeCLIPVisionTransformer', model_name='ViT-B-16',
                   pretrained='weights/ViT-B-16.pt', attn_mode='proxy', proxy_beta=1.2,
-                  proxy_gamma=3.0),
+                  proxy_gamma=3.0,
+                  pos_embed_offset=0.1),  # ProxyCLIP's open_clip: scale_factor (n + 0.1) / M
     text_encoder=dict(type='DeCLIPTextEncoder', model_name='ViT-B-16',
                       pretrained='weights/ViT-B-16.pt', templates='imagenet80'),
     vfm=dict(type='ProxyVFM', arch='dino_vitb8', pretrained='weights/dino_vitbase8_pretrain.pth',

@@ -62,6 +62,9 @@ class DeCLIPVisionTransformer(BaseModule):
             then needs ``proxy_feats``; ``DeCLIPProxySegmentor`` supplies them). Defaults to ``'csa'``.
         proxy_beta (float): β of ``'proxy'`` (shift of the VFM correlation). Defaults to 1.2.
         proxy_gamma (float): γ of ``'proxy'`` (scale of the shifted correlation). Defaults to 3.0.
+        pos_embed_offset (float): OpenAI towers: 0 (default) resizes the position embedding
+            bicubically to the token grid (docs/method.md §1); 0.1 uses ``scale_factor = (n + 0.1)/M``
+            as ProxyCLIP's open_clip copy (``interpolate_pos_encoding``; the ProxyCLIP configs, §7).
         attn_scale (float | None | str): τ of the decoupled attention. A number, or ``None`` for
             1/√d, is used whatever the loaded checkpoint says (a warning names a different τ stored
             in its meta). ``'auto'`` (default) takes the τ stored in the ``pretrained`` file's meta
@@ -122,6 +125,7 @@ class DeCLIPVisionTransformer(BaseModule):
                  maskclip_residual: str = 'token',
                  proxy_beta: float = 1.2,
                  proxy_gamma: float = 3.0,
+                 pos_embed_offset: float = 0.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model_name = model_name
@@ -135,6 +139,11 @@ class DeCLIPVisionTransformer(BaseModule):
         self.quick_gelu = bool(quick_gelu)
         self.visual = build_vision_tower(self.model_cfg, quick_gelu=self.quick_gelu)
         self.ops = tower_ops(self.visual)
+        if pos_embed_offset and self.family != 'openai':
+            raise ValueError('pos_embed_offset applies to OpenAI-layout towers only (EVA02 keeps '
+                             'the bicubic resize to the grid size)')
+        self.pos_embed_offset = float(pos_embed_offset)
+        self.ops.pos_offset = self.pos_embed_offset
         self.embed_dim = int(self.model_cfg['embed_dim'])
         self.width = self.ops.width
         self.num_heads = self.ops.num_heads

@@ -135,3 +135,23 @@ def test_side_by_side_with_public_custom_attn(side):
     feats = torch.randn(2, 12, side // 14 + 1, side // 14 + 1) + 0.2
     assert compare_custom_attn(public, bb, x[:1], feats[:1]) < 1e-5
     assert compare_custom_attn(public, bb, x[1:], feats[1:]) < 1e-5
+
+
+@needs_public
+def test_pos_embed_offset_matches_public_resize_off_the_native_grid():
+    """At a window off the tower's native grid the public open_clip copy resizes the position
+    embedding with scale_factor (n + 0.1) / M; pos_embed_offset=0.1 does the same, the default
+    (bicubic to the size, docs/method.md §1) does not."""
+    from declip_mm.models.backbones import DeCLIPVisionTransformer
+    from declip_mm.testing.proxyclip_public import compare_custom_attn, load_public
+    public = load_public(PUBLIC)
+    torch.manual_seed(7)
+    cfg = tiny_clip_config('openai', image_size=64, patch_size=16)  # native 4 x 4
+    x = torch.randn(1, 3, 112, 112)                                 # 7 x 7 tokens
+    feats = torch.randn(1, 12, 8, 8) + 0.2
+    bb = DeCLIPVisionTransformer(cfg, attn_mode='proxy', pos_embed_offset=0.1).eval()
+    assert compare_custom_attn(public, bb, x, feats) < 1e-5
+    bb.ops.pos_offset = 0.0
+    assert compare_custom_attn(public, bb, x, feats) > 1e-4
+    with pytest.raises(ValueError, match='OpenAI'):
+        DeCLIPVisionTransformer(tiny_clip_config('eva02'), pos_embed_offset=0.1)
