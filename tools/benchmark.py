@@ -18,6 +18,12 @@ Single-mode timings:
     python tools/benchmark.py large_image [--size 6000 8000] [--num-classes 150] [--runs 1]
     python tools/benchmark.py infer_api [--size 3000 4000] [--num-classes 150] [--runs 1]
                                         [--modes lazy dense] [--whole]
+    python tools/benchmark.py proxy [--model-name ViT-B-16] [--vfm-arch dino_vitb8] [--size 336 448]
+                                    [--modes vanilla proxy] [--rounds 2] [--tiny]
+
+``proxy``: cost per image of the training-free segmentor in ``vanilla`` / ``csa`` vs ``proxy``
+(ProxyCLIP's proxy attention with its VFM, docs/method.md §7) at the ProxyCLIP protocol window
+(336 / 112), modes interleaved A, B, A, B in separate processes; the ratio is against the first mode.
 
 Each case runs in its own subprocess so that the peak resident memory (ru_maxrss) is the case's own.
 Random weights: the cost does not depend on them. Results are printed as a Markdown table and JSON.
@@ -67,6 +73,79 @@ def case_segmentor(args, batch_size: int):
     return dict(case=f'segmentor slide 336/112, window batch {batch_size}', model=args.model_name,
                 size=list(args.size), windows=n_win, median_s=med, runs_s=times,
                 peak_rss_mib=_peak_mib(), threads=torch.get_num_threads())
+
+
+def case_proxy(args, mode: str):
+    """One image through the sliding-window segmentor in ``mode`` (vanilla / csa / proxy)."""
+    import declip_mm  # noqa: F401
+    from declip_mm.models.segmentors import DeCLIPProxySegmentor, DeCLIPZeroShotSegmentor
+    from declip_mm.testing import tiny_clip_config
+    from declip_mm.testing.proxyclip_public import TINY_VFMS
+    model = tiny_clip_config('openai', image_size=args.crop) if args.tiny else args.model_name
+    common = dict(
+        text_encoder=dict(type='DeCLIPTextEncoder', model_name=model, templates='single'),
+        class_names=[f'class {i}' for i in range(args.num_classes)],
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[122.771, 116.746, 104.094],
+                               std=[68.501, 66.632, 70.323], bgr_to_rgb=True),
+        test_cfg=dict(mode='slide', crop_size=args.crop, stride=args.stride, batch_size=16))
+    backbone = dict(type='DeCLIPVisionTransformer', model_name=model, attn_mode=mode)
+    if mode == 'proxy':
+        vfm = dict(arch=args.vfm_arch, arch_overrides=TINY_VFMS.get(args.vfm_arch) if args.tiny
+                   else None)
+        seg = DeCLIPProxySegmentor(backbone=backbone, vfm=vfm, **common).eval()
+    else:
+        seg = DeCLIPZeroShotSegmentor(backbone=backbone, **common).eval()
+    seg._weights_ready = True  # random weights on purpose
+    img = torch.randn(1, 3, *args.size)
+    with torch.no_grad():
+        seg.class_embeddings()
+        med, times = _timeit(lambda: seg.inference(img), args.runs, warmup=args.warmup)
+    from declip_mm.models.segmentors.zero_shot_segmentor import window_grid
+    n_win = len(window_grid(*args.size, (args.crop, args.crop), (args.stride, args.stride)))
+    name = 'tiny' if args.tiny else args.model_name
+    if mode == 'proxy':
+        name += f' + {args.vfm_arch}' + (' (tiny)' if args.tiny else '')
+    return dict(case=f'proxy cost, {mode}', mode=mode, model=name, size=list(args.size),
+                windows=n_win, median_s=med, runs_s=times, peak_rss_mib=_peak_mib(),
+                threads=torch.get_num_threads())
+
+
+def main_proxy(args, argv) -> list:
+    """Interleaved rounds of case_proxy per mode; median time per image, peak RSS, ratio."""
+    modes = args.modes or ['vanilla', 'proxy']
+    if set(modes) - {'vanilla', 'csa', 'proxy'}:
+        sys.exit(f'proxy: --modes are vanilla, csa and / or proxy, got {modes}')
+    runs = {m: [] for m in modes}
+    for r in range(args.rounds):
+        for m in modes:
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, '--_child', 'case_proxy', m]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(out.stderr)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[m].append(res)
+            print(f"round {r + 1} {m}: median {res['median_s'] * 1000:.0f} ms, peak RSS "
+                  f"{res['peak_rss_mib']:.0f} MiB", flush=True)
+    base = statistics.median(x['median_s'] for x in runs[modes[0]])
+    base_mem = max(x['peak_rss_mib'] for x in runs[modes[0]])
+    first = runs[modes[0]][0]
+    print(f"\nimage {first['size'][0]}x{first['size'][1]}, {first['windows']} windows of "
+          f"{args.crop} / stride {args.stride}, {first['threads']} thread(s), {args.rounds} "
+          'interleaved rounds\n')
+    print(f'| mode | towers | time per image | vs {modes[0]} | peak RSS | vs {modes[0]} |\n'
+          '|---|---|---|---|---|---|')
+    summary = []
+    for m in modes:
+        t = statistics.median(x['median_s'] for x in runs[m])
+        mem = max(x['peak_rss_mib'] for x in runs[m])
+        summary.append(dict(mode=m, model=runs[m][0]['model'], median_s=t, peak_rss_mib=mem,
+                            time_ratio=t / base, mem_ratio=mem / base_mem))
+        print(f"| {m} | {runs[m][0]['model']} | {t * 1000:.0f} ms | {t / base:.2f}x | "
+              f'{mem:.0f} MiB | {mem / base_mem:.2f}x |')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(summary=summary, runs=runs), f, indent=2)
+    return summary
 
 
 def case_large_image(args, _):
@@ -387,7 +466,7 @@ def cases(args):
 
 
 WHATS = SIDE_BY_SIDE + ('segmentor', 'backbone', 'train_step', 'region_cls', 'large_image',
-                        'infer_api')
+                        'infer_api', 'proxy')
 
 
 def parse_args(argv=None):
@@ -419,6 +498,9 @@ def parse_args(argv=None):
     p.add_argument('--ori', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='infer: original size the labels are produced at (default --size)')
     p.add_argument('--catseg-size', type=int, default=384)
+    p.add_argument('--crop', type=int, default=336, help='proxy: window (ProxyCLIP: 336)')
+    p.add_argument('--stride', type=int, default=112, help='proxy: window stride (112)')
+    p.add_argument('--tiny', action='store_true', help='proxy: tiny random towers (tests)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--_check-dir', dest='_check_dir', default=None, help=argparse.SUPPRESS)
     p.add_argument('--_first', action='store_true', help=argparse.SUPPRESS)
@@ -443,6 +525,8 @@ def main(argv=None):
         return
     if args.what in SIDE_BY_SIDE:
         return main_side(args, argv if argv is not None else sys.argv[1:])
+    if args.what == 'proxy':
+        return main_proxy(args, argv if argv is not None else sys.argv[1:])
     results = []
     for fn, param in cases(args):
         cmd = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]),

@@ -150,6 +150,10 @@ class DeCLIPInferencer:
         classes: default class list of calls that give none (any spelling of :func:`parse_classes`:
             a string is always class names; a class file is read only from a ``pathlib.Path``).
         prob_thd (float, optional): default confidence threshold; None takes the config's.
+        vfm (str | dict, optional): a local VFM checkpoint (``vfm_arch`` says which) or a
+            ``ProxyVFM`` config: a training-free config then runs ProxyCLIP's proxy attention
+            (``attn_mode='proxy'``, docs/method.md §7). None keeps the config's mode.
+        vfm_arch (str): the VFM of a ``vfm`` checkpoint path. Defaults to ``'dino_vitb8'``.
     """
 
     def __init__(self,
@@ -159,7 +163,9 @@ class DeCLIPInferencer:
                  cfg_options: Optional[Dict[str, Any]] = None,
                  text_checkpoint: Optional[str] = None,
                  classes: Optional[ClassesInput] = None,
-                 prob_thd: Optional[float] = None) -> None:
+                 prob_thd: Optional[float] = None,
+                 vfm: Union[str, Dict[str, Any], None] = None,
+                 vfm_arch: str = 'dino_vitb8') -> None:
         import declip_mm  # noqa: F401  (registers the components)
         from mmengine.registry import init_default_scope
         from mmseg.registry import MODELS
@@ -168,6 +174,9 @@ class DeCLIPInferencer:
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
         model_cfg = cfg.model.get('module', cfg.model)
+        if vfm is not None:  # ProxyCLIP's proxy attention with this VFM (docs/method.md §7)
+            from .proxy_vfm_option import apply_proxy_vfm
+            apply_proxy_vfm(model_cfg, vfm, vfm_arch)
         self.classes = parse_classes(classes) if classes is not None else None
         # the model is built with a valid list; the real one is set per call
         model_cfg.class_names = [list(c) for c in (self.classes or [['object']])]

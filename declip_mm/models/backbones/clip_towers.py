@@ -212,6 +212,9 @@ class OpenAIViTOps(_TowerOps):
         self.width = visual.conv1.out_channels
         self.num_heads = visual.transformer.resblocks[0].attn.num_heads
         self.pretrained_grid = tuple(visual.grid_size)
+        #: 0: position embedding resized bicubically to the grid size (docs/method.md §1); > 0:
+        #: scale_factor (n + offset) / M as ProxyCLIP's open_clip copy (offset 0.1, §7)
+        self.pos_offset = 0.0
 
     def blocks(self) -> nn.ModuleList:
         return self.visual.transformer.resblocks
@@ -223,7 +226,12 @@ class OpenAIViTOps(_TowerOps):
         x = x.flatten(2).transpose(1, 2)
         cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
-        pos = resize_pos_embed(v.positional_embedding, hw, 1, src_hw=self.pretrained_grid)
+        if self.pos_offset and tuple(hw) != self.pretrained_grid:
+            from .vfm_teacher import dino_resize_pos_embed
+            pos = dino_resize_pos_embed(v.positional_embedding[None], tuple(hw), 1,
+                                        self.pretrained_grid, offset=self.pos_offset)[0]
+        else:
+            pos = resize_pos_embed(v.positional_embedding, hw, 1, src_hw=self.pretrained_grid)
         x = x + pos.to(x.dtype)
         return v.ln_pre(x), hw
 

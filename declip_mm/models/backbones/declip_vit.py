@@ -34,8 +34,9 @@ from torch.utils.checkpoint import checkpoint
 from ...converters import match_state_dict, split_prefix, to_open_clip_state_dict
 from ...registry import MODELS
 from ...utils import check_local_file, load_weight_file
-from ..layers import DECOUPLED_MODES, check_attn_mode, decoupled_attention, resize_pos_embed
+from ..layers import DECOUPLED_MODES, decoupled_attention, resize_pos_embed
 from ..layers.mode_pairs import check_mode_pair
+from ..layers.proxy_attention import PROXY_MODE, check_backbone_mode, proxy_attention
 from ..necks import SimplePyramidResampler, check_pyramid_scales
 from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
                           resolve_clip_config, tower_ops)
@@ -56,7 +57,14 @@ class DeCLIPVisionTransformer(BaseModule):
             EVA02 dicts may add ``vision_cfg['timm_model_kwargs']`` to shrink the timm trunk.
         pretrained (str, optional): local weight file, loaded by :meth:`init_weights` (docs/method.md §1).
             ``None`` keeps the random initialisation.
-        attn_mode (str): ``'vanilla'``, ``'maskclip'``, ``'qq'``, ``'kk'`` or ``'csa'``. Defaults to ``'csa'``.
+        attn_mode (str): ``'vanilla'``, ``'maskclip'``, ``'qq'``, ``'kk'``, ``'csa'`` or ``'proxy'``
+            (ProxyCLIP's test-time attention from a VFM's features, docs/method.md §7: ``forward``
+            then needs ``proxy_feats``; ``DeCLIPProxySegmentor`` supplies them). Defaults to ``'csa'``.
+        proxy_beta (float): β of ``'proxy'`` (shift of the VFM correlation). Defaults to 1.2.
+        proxy_gamma (float): γ of ``'proxy'`` (scale of the shifted correlation). Defaults to 3.0.
+        pos_embed_offset (float): OpenAI towers: 0 (default) resizes the position embedding
+            bicubically to the token grid (docs/method.md §1); 0.1 uses ``scale_factor = (n + 0.1)/M``
+            as ProxyCLIP's open_clip copy (``interpolate_pos_encoding``; the ProxyCLIP configs, §7).
         attn_scale (float | None | str): τ of the decoupled attention. A number, or ``None`` for
             1/√d, is used whatever the loaded checkpoint says (a warning names a different τ stored
             in its meta). ``'auto'`` (default) takes the τ stored in the ``pretrained`` file's meta
@@ -115,17 +123,27 @@ class DeCLIPVisionTransformer(BaseModule):
                  check_mode: bool = True,
                  decouple_last: int = 1,
                  maskclip_residual: str = 'token',
+                 proxy_beta: float = 1.2,
+                 proxy_gamma: float = 3.0,
+                 pos_embed_offset: float = 0.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model_name = model_name
         self.model_cfg = resolve_clip_config(model_name)
-        self.attn_mode = check_attn_mode(attn_mode)
+        self.attn_mode = check_backbone_mode(attn_mode)
+        self.proxy_beta = float(proxy_beta)
+        self.proxy_gamma = float(proxy_gamma)
         self.family = 'eva02' if is_eva_config(self.model_cfg) else 'openai'
         if quick_gelu is None:
             quick_gelu = default_quick_gelu(model_name, self.model_cfg)
         self.quick_gelu = bool(quick_gelu)
         self.visual = build_vision_tower(self.model_cfg, quick_gelu=self.quick_gelu)
         self.ops = tower_ops(self.visual)
+        if pos_embed_offset and self.family != 'openai':
+            raise ValueError('pos_embed_offset applies to OpenAI-layout towers only (EVA02 keeps '
+                             'the bicubic resize to the grid size)')
+        self.pos_embed_offset = float(pos_embed_offset)
+        self.ops.pos_offset = self.pos_embed_offset
         self.embed_dim = int(self.model_cfg['embed_dim'])
         self.width = self.ops.width
         self.num_heads = self.ops.num_heads
@@ -158,6 +176,9 @@ class DeCLIPVisionTransformer(BaseModule):
             raise ValueError(f'decouple_last must be in [1, {self.depth}] for a {self.depth}-block '
                              f'tower, got {decouple_last}')
         self.decouple_last = int(decouple_last)
+        if self.attn_mode == PROXY_MODE and self.decouple_last > 1:
+            raise ValueError("attn_mode='proxy' is a test-time mode of the last block; it does not "
+                             'combine with decouple_last > 1')
         if pretrained is not None:
             check_local_file(pretrained, 'pretrained CLIP checkpoint')  # fail fast, load later
         self.pretrained = pretrained
@@ -414,10 +435,21 @@ class DeCLIPVisionTransformer(BaseModule):
             out['context_k_blocks'] = [self._to_map(s['k'][:, npt:], hw) for s in sides]
         return out
 
-    def _decoupled_last_block(self, x: Tensor, rope: Optional[Tensor]) -> Dict[str, Tensor]:
+    def _decoupled_last_block(self, x: Tensor, rope: Optional[Tensor],
+                              proxy_feats: Optional[Tensor] = None, hw=None) -> Dict[str, Tensor]:
         blk = self.ops.blocks()[-1]
         q, k, v = self.ops.qkv(blk, self.ops.ln1(blk, x))
         out = {'q': q, 'k': k}
+        if self.attn_mode == PROXY_MODE:  # patch rows only, on the VFM grid (docs/method.md §7)
+            if proxy_feats is None:
+                raise ValueError("attn_mode='proxy' needs the VFM features of the same images: "
+                                 'call the backbone with proxy_feats=(B, C, H, W) (the '
+                                 'DeCLIPProxySegmentor does this)')
+            o = proxy_attention(proxy_feats.to(v.dtype), v[:, self.ops.num_prefix_tokens:], hw,
+                                self.proxy_beta, self.proxy_gamma)
+            out['tokens'] = self.ops.attn_out(blk, o)
+            out['hw'] = tuple(proxy_feats.shape[-2:])
+            return out
         if self.attn_mode == 'vanilla':
             out['tokens'] = self.ops.run_block(blk, x, rope)
             return out
@@ -431,11 +463,14 @@ class DeCLIPVisionTransformer(BaseModule):
         out['tokens'] = o
         return out
 
-    def forward(self, x: Tensor) -> Union[Dict[str, Any], Tuple[Tensor, ...]]:
+    def forward(self, x: Tensor, proxy_feats: Optional[Tensor] = None
+                ) -> Union[Dict[str, Any], Tuple[Tensor, ...]]:
         """Dense features.
 
         Args:
             x (Tensor): (B, 3, H, W) normalised images, H and W multiples of the patch size.
+            proxy_feats (Tensor, optional): (B, C, H', W') VFM features of the same images, needed
+                by (and only used in) ``attn_mode='proxy'``; the content map then has their grid.
 
         Returns:
             dict (``out_type='dict'``): ``'content'`` (B, E, h, w) not normalised; ``'context_q'``
@@ -450,7 +485,7 @@ class DeCLIPVisionTransformer(BaseModule):
             not given). Channels: :attr:`out_channels`.
         """
         if self.out_type == 'dict':  # a dict whose tuple-style indexing names the fix
-            return DenseOutputs(self._forward_dict(x))
+            return DenseOutputs(self._forward_dict(x, proxy_feats=proxy_feats))
         return self.forward_featmaps(x)[0]
 
     def forward_featmaps(self, x: Tensor, need_content: bool = False
@@ -476,7 +511,8 @@ class DeCLIPVisionTransformer(BaseModule):
             maps = self.resampler(maps)
         return maps, content
 
-    def _forward_dict(self, x: Tensor, decoupled: bool = True) -> Dict[str, Any]:
+    def _forward_dict(self, x: Tensor, decoupled: bool = True,
+                      proxy_feats: Optional[Tensor] = None) -> Dict[str, Any]:
         self._check_input(x)
         tokens, hw = self.ops.embed(x)
         rope = self.ops.rope(hw, tokens)
@@ -484,11 +520,14 @@ class DeCLIPVisionTransformer(BaseModule):
         tokens, inter = self._run_blocks(tokens, rope, hw, collect=True, sides=sides)
         if not decoupled:  # featmap outputs of blocks only: the last block is not needed
             return {'intermediates': inter}
-        last = self._decoupled_last_block(tokens, rope)
+        last = self._decoupled_last_block(tokens, rope, proxy_feats, hw)
         npt = self.ops.num_prefix_tokens
-        content = self.ops.head(last['tokens'][:, npt:])
+        if 'hw' in last:  # proxy: patch rows on the VFM grid
+            content = self._to_map(self.ops.head(last['tokens']), last['hw'])
+        else:
+            content = self._to_map(self.ops.head(last['tokens'][:, npt:]), hw)
         out: Dict[str, Any] = {
-            'content': self._to_map(content, hw),
+            'content': content,
             'context_q': self._to_map(last['q'][:, npt:], hw),
         }
         if self.attn_mode in ('kk', 'csa'):

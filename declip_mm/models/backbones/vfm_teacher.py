@@ -55,6 +55,9 @@ VFM_ARCHS: Dict[str, Dict[str, Any]] = {
     'dinov2_vitl14': dict(timm='vit_large_patch14_dinov2', pos=HUB_PLAIN),
     'dino_vitb16': dict(timm='vit_base_patch16_224.dino', pos=HUB_PLAIN),
     'dino_vitb8': dict(timm='vit_base_patch8_224.dino', pos=HUB_PLAIN),
+    # MAE (proxy attention, docs/method.md §7): its table resized to the input size, bicubic, no
+    # antialias (MAE's interpolate_pos_embed, which ProxyCLIP applies when it builds MAE at 336)
+    'mae_vitb16': dict(timm='vit_base_patch16_224.mae', pos=dict(antialias=False, offset=0.0)),
     'sam_vitb': dict(sam=dict(embed_dim=768, depth=12, num_heads=12,
                               global_attn_indexes=(2, 5, 8, 11))),
 }

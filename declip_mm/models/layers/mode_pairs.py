@@ -20,7 +20,11 @@ freeze lists, docs/method.md §2):
 | ``kk``  | yes (info line) | refused | yes |
 
 Checkpoints without a decoupled mode in their meta (plain CLIP weights) and evaluation in
-``vanilla`` / ``maskclip`` are not checked.
+``vanilla`` / ``maskclip`` are not checked. Evaluation in ``proxy`` (ProxyCLIP's test-time attention,
+docs/method.md §7) accepts every checkpoint, with an info line for a DeCLIP export: the proxy mode
+replaces the last block's attention weights (Q, K) by the VFM's correlation and reads only V, the
+output projection and the frozen head -- V and the output projection are trained by the content
+loss in every mode, so no trained part is dropped that the mode would need.
 """
 from __future__ import annotations
 
@@ -50,6 +54,11 @@ def check_mode_pair(ckpt_mode: Optional[str], eval_mode: str, source: str = 'che
     Raises:
         ValueError: for a refused pair, naming both modes and the published protocol.
     """
+    if eval_mode == 'proxy' and ckpt_mode in DECOUPLED_MODES:
+        return (f"{source} was trained with attn_mode={ckpt_mode!r} and is evaluated with "
+                "attn_mode='proxy': the VFM's proxy attention replaces its Q/K attention; its "
+                'last-block V and output projection (trained by the content loss in every mode) '
+                'are used.')
     if ckpt_mode not in DECOUPLED_MODES or eval_mode not in DECOUPLED_MODES:
         return None
     if (ckpt_mode, eval_mode) not in ALLOWED_MODE_PAIRS:

@@ -211,6 +211,10 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         return self.text_embeddings
 
     # features --------------------------------------------------------------------------------
+    def window_multiple(self) -> Tuple[int, int]:
+        """(h, w) multiple a window is zero-padded to (centred): the backbone's patch."""
+        return self.backbone.patch_size
+
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """L2-normalised content features (B, E, h, w) (through ``feature_cache`` when set)."""
         if self.feature_cache is not None:
@@ -229,7 +233,7 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
     def _window_logits(self, crops: Tensor) -> Tensor:
         """Logits of windows of one size: pad to the patch multiple, run in batches, crop back."""
         h, w = crops.shape[-2:]
-        pad = center_pad_size(h, w, self.backbone.patch_size)
+        pad = center_pad_size(h, w, self.window_multiple())
         if any(pad):
             crops = F.pad(crops, pad)
         outs = [self.encode_decode(crops[i:i + self.batch_size])
@@ -249,7 +253,7 @@ class DeCLIPZeroShotSegmentor(LazyTowerWeightsMixin, BaseSegmentor):
         b, _, h, w = inputs.shape
         boxes = window_grid(h, w, self.crop_size, self.stride)
         hc, wc = boxes[0][1] - boxes[0][0], boxes[0][3] - boxes[0][2]
-        pad = center_pad_size(hc, wc, self.backbone.patch_size)
+        pad = center_pad_size(hc, wc, self.window_multiple())
         text = self.class_embeddings()
         count = inputs.new_zeros((1, 1, h, w))
         for y1, y2, x1, x2 in boxes:
