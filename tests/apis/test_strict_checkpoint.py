@@ -76,7 +76,8 @@ def test_missing_and_unexpected_tensors_are_refused_and_a_fitting_file_loads(tmp
     # the exact file: every tensor loaded (DDP's 'module.' prefix stripped as mmengine does)
     torch.save({'state_dict': {'module.' + k: v for k, v in sd.items()}, 'meta': {}},
                tmp_path / 'ddp.pth')
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     args = test_tool.parse_args([catseg_config(ADE), str(tmp_path / 'ddp.pth'), *base])
     runner = prepare_test_runner(test_tool.build_cfg(args), args.checkpoint, args.work_dir)
     metrics = runner.test()

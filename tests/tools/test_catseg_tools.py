@@ -50,7 +50,8 @@ def test_training_config_runs_and_its_checkpoint_evaluates_on_another_vocabulary
     lrs = runner.optim_wrapper.get_lr()['lr']
     assert max(lrs) == pytest.approx(2e-4 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 2 / 3))).item())
     # the 171-class checkpoint evaluates on ADE20K's 150 classes: every weight is loaded
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     args = test_tool.parse_args([catseg_config('catseg_declip-eva02-b16_ade20k-*.py'), str(ckpt),
                                  '--work-dir', str(tmp_path / 'eval'), '--cfg-options',
                                  *tiny_tool_options(tmp_path), 'model.decode_head.pad_len=0',

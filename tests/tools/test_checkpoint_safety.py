@@ -143,7 +143,8 @@ def test_training_checkpoint_in_test_tool(tmp_path, trained):
     """epoch_N.pth to tools/test.py: its student tower is evaluated, its mode checked.
     Before: 'Weights only load failed ... if you trust the source'."""
     import declip_mm  # noqa: F401
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     wd, epoch_1, _ = trained
     data = write_all_fixtures(tmp_path / 'data', num_images=1)
     opts = tiny_options(tmp_path) + [_data_opt(data)]
