@@ -59,7 +59,9 @@ def test_training_config_runs_and_its_checkpoint_evaluates_on_another_vocabulary
     cfg = test_tool.build_cfg(args)
     cfg.test_evaluator['output_dir'] = str(tmp_path / 'preds')  # what --out sets
     test_runner = prepare_test_runner(cfg, args.checkpoint, args.work_dir, args.config)
-    metrics = test_runner.test()
+    from declip_mm.utils import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():   # as tools/test.py: load_from is a training checkpoint
+        metrics = test_runner.test()
     check_tool_metrics(metrics, tmp_path / 'preds', _root(data, 'ade20k'), 'ade20k')
     from declip_mm.apis import mmengine_safe_torch_load
     saved = mmengine_safe_torch_load(str(ckpt))['state_dict']
