@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from catseg_helpers import catseg_config, one_thread, tiny_tool_options  # noqa: F401
+from catseg_helpers import catseg_config, tiny_tool_options
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from tf_helpers import load_tool

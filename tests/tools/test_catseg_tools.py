@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from catseg_helpers import catseg_config, one_thread, tiny_tool_options  # noqa: F401
+from catseg_helpers import catseg_config, tiny_tool_options
 from seg_metric_helpers import check_tool_metrics
 from tf_helpers import load_tool, run_file
 
