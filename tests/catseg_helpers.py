@@ -3,8 +3,6 @@ import glob
 import json
 import os.path as osp
 
-import pytest
-import torch
 
 from declip_mm.testing import tiny_clip_config
 
@@ -55,10 +53,3 @@ def tiny_tool_options(tmp_path, family='eva02'):
             'allow_untrained_head=True']   # random heads on purpose (issue 24.2: else refused)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on a busy 2-core machine are ~50x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -27,6 +27,17 @@ def _seed_and_scope():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny tensors: on a busy 2-core machine two threads make each small
+    operation wait for the other (~50x slower); results do not depend on it. Modules that want it
+    for every test set ``pytestmark = pytest.mark.usefixtures('one_thread')``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(params=['openai', 'eva02'])
 def family(request):
     return request.param

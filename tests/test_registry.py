@@ -23,7 +23,7 @@ def test_registered_component_names():
         MODELS: ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
                  'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
                  'ContentDistillLoss', 'ContextDistillLoss', 'DeCLIPCATSegHead',
-                 'DeCLIPCATSegSegmentor', 'VFMFeatureCache'],
+                 'DeCLIPCATSegSegmentor'],
         DATASETS: ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset',
                    'DeCLIPPascalContext60Dataset', 'DeCLIPPascalContext59Dataset',
                    'UnlabeledImageDataset'],
@@ -69,3 +69,10 @@ def test_custom_imports_builds_through_config(tmp_path):
     init_default_scope('mmdet')
     from mmdet.registry import MODELS as DET_MODELS
     assert DET_MODELS.build(cfg.model).attn_mode == 'qq'
+
+
+def test_disk_cache_is_not_a_registered_model():
+    """Issue 22.8: the VFM feature cache is a disk cache the distiller constructs, not a model."""
+    import declip_mm  # noqa: F401
+    from mmseg.registry import MODELS
+    assert 'VFMFeatureCache' not in MODELS.module_dict and MODELS.get('VFMFeatureCache') is None

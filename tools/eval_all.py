@@ -130,7 +130,8 @@ def build_cfg(name: str, args) -> tuple:
 def main(argv=None):
     args = parse_args(argv)
     import declip_mm  # noqa: F401
-    from declip_mm.apis import SharedFeatureCache, prepare_test_runner, run_in_lockstep, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import SharedFeatureCache, prepare_test_runner, run_in_lockstep
     from declip_mm.utils.output_files import reserve_run_prefix
     # this run's tables: results_<date-time>.{md,csv,json}, never an earlier run's files
     prefix = reserve_run_prefix(args.work_dir, 'results', ('md', 'csv', 'json'))

@@ -24,7 +24,7 @@ from mmengine.config import Config, DictAction
 
 
 def parse_args(argv=None):
-    from declip_mm.apis.catseg_suite import CATSEG_BENCHMARKS, CATSEG_VARIANTS
+    from declip_mm.tools_support.catseg_suite import CATSEG_BENCHMARKS, CATSEG_VARIANTS
     p = argparse.ArgumentParser(description='declip_mm: evaluate the three CAT-Seg benchmarks')
     p.add_argument('checkpoint', nargs='?', default=None, help='CAT-Seg segmentor checkpoint')
     p.add_argument('--data-root', default='data', help='folder holding the datasets (default: data)')
@@ -41,7 +41,7 @@ def parse_args(argv=None):
 def write_results(prefix: str, results: dict, errors: dict, details: dict, args) -> str:
     """This run's ``<prefix>.{md,json}`` (rewritten after every benchmark: a later failure or a
     missing dataset loses nothing)."""
-    from declip_mm.apis.catseg_suite import CATSEG_BENCHMARKS, format_catseg_table
+    from declip_mm.tools_support.catseg_suite import CATSEG_BENCHMARKS, format_catseg_table
     table = format_catseg_table(results, label=f'{args.variant} (this run)')
     if errors:
         table += '\n\n' + '\n'.join(f'- {CATSEG_BENCHMARKS[n]} not evaluated: {errors[n]}'
@@ -57,8 +57,9 @@ def write_results(prefix: str, results: dict, errors: dict, details: dict, args)
 def main(argv=None):
     args = parse_args(argv)
     import declip_mm  # noqa: F401
-    from declip_mm.apis import prepare_test_runner
-    from declip_mm.apis.catseg_suite import catseg_config
+    from declip_mm.tools_support import prepare_test_runner
+    from declip_mm.tools_support.catseg_suite import catseg_config
+    from declip_mm.utils import mmengine_checkpoint_loading
     from declip_mm.utils.output_files import reserve_run_prefix
     # this run's tables: results_<date-time>.{md,json}, never an earlier run's files
     prefix = reserve_run_prefix(args.work_dir, 'results', ('md', 'json'))
@@ -79,7 +80,8 @@ def main(argv=None):
             print(f'[{i}/{total}] {name}: {osp.basename(path)} on '
                   f'{cfg.test_dataloader.dataset.data_root}', flush=True)
             runner = prepare_test_runner(cfg, args.checkpoint, osp.join(args.work_dir, name), path)
-            metrics = runner.test()
+            with mmengine_checkpoint_loading():
+                metrics = runner.test()
         except Exception as err:  # noqa: BLE001  (reported; the other benchmarks carry on)
             errors[name] = f'{type(err).__name__}: {err}'.splitlines()[0][:300]
             details[name] = dict(error=errors[name])

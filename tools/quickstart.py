@@ -152,7 +152,8 @@ def main(argv=None):
     import declip_mm  # noqa: F401
     from mmengine.config import Config
 
-    from declip_mm.apis import prepare_test_runner
+    from declip_mm.tools_support import prepare_test_runner
+    from declip_mm.utils import mmengine_checkpoint_loading
     from declip_mm.testing import write_benchmark_fixture
 
     out = prepare_out_dir(osp.abspath(args.out_dir))
@@ -213,7 +214,8 @@ def main(argv=None):
         cfg.model.test_cfg.update(crop_size=64, stride=32)
     print(f'[3/3] training-free evaluation on the fixture benchmark ({osp.relpath(ADE_TEST, ROOT)})')
     test_runner = prepare_test_runner(cfg, export, osp.join(out, 'eval'), ADE_TEST)
-    metrics = test_runner.test()
+    with mmengine_checkpoint_loading():
+        metrics = test_runner.test()
     print('| benchmark | aAcc | mIoU | mAcc |\n|---|---|---|---|\n'
           f"| fixture ADE20K ({len(photos)} images) | {metrics['aAcc']:.1f} | "
           f"{metrics['mIoU']:.1f} | {metrics['mAcc']:.1f} |")

@@ -111,10 +111,12 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     import declip_mm  # noqa: F401  (registers; the config's custom_imports does the same)
-    from declip_mm.apis import prepare_test_runner
+    from declip_mm.tools_support import prepare_test_runner
+    from declip_mm.utils import mmengine_checkpoint_loading
     cfg = build_cfg(args)
     runner = prepare_test_runner(cfg, args.checkpoint, args.work_dir, args.config)
-    return runner.test()
+    with mmengine_checkpoint_loading():   # load_from may be an mmengine training checkpoint
+        return runner.test()
 
 
 if __name__ == '__main__':

@@ -110,7 +110,7 @@ def build_cfg(args) -> Config:
         cfg.pop('strategy', None)
     if cfg.get('strategy') is not None:
         cfg.runner_type = 'FlexibleRunner'
-    from declip_mm.apis import configure_cpu_distributed
+    from declip_mm.tools_support import configure_cpu_distributed
     cfg = configure_cpu_distributed(cfg, args.launcher)
     if cfg.get('strategy') is not None:
         cfg.pop('model_wrapper_cfg', None)  # the strategy wraps the model
@@ -119,14 +119,16 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    import declip_mm  # noqa: F401  (registers; also lets --resume load mmengine checkpoints safely)
+    import declip_mm  # noqa: F401  (registers)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from declip_mm.apis import fresh_visualizer
+    from declip_mm.tools_support import fresh_visualizer
+    from declip_mm.utils import mmengine_checkpoint_loading
     cfg = fresh_visualizer(build_cfg(args))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    with mmengine_checkpoint_loading():   # --resume / load_from read mmengine checkpoints safely
+        runner.train()
     return runner
 
 

@@ -3,7 +3,7 @@
 * a CLIP / DeCLIP image-tower checkpoint (any format, docs/method.md §1, e.g. the α-merged export written after
   each training epoch) becomes ``model.backbone.pretrained``; its stored ``attn_mode`` must match the
   config's or be a ``qq``/``kk`` checkpoint evaluated in ``csa`` (checked here, before anything is
-  built; refused pairs raise a message naming both, see ``models/layers/mode_pairs.py``);
+  built; refused pairs raise a message naming both, see ``models/checkpoint_policy.py``);
 * an mmengine checkpoint of a whole segmentor (keys ``backbone.*``) becomes ``load_from``;
 * an mmengine *training* checkpoint of DeCLIP distillation (``epoch_N.pth``) is read through the
   same safe loader as ``--resume``; its student image tower becomes ``model.backbone.pretrained``
@@ -24,7 +24,7 @@ from mmengine.model import is_model_wrapper
 
 from ..converters import to_open_clip_state_dict, unwrap_checkpoint
 from ..converters.training_checkpoints import training_checkpoint_note
-from ..models.layers import check_mode_pair
+from ..models.checkpoint_policy import check_mode_pair
 from ..utils import check_local_file
 from ..utils.finite import check_finite
 from ..utils.safe_globals import mmengine_checkpoint_globals
@@ -64,7 +64,7 @@ def apply_test_checkpoint(cfg: Config, path: str) -> str:
         return kind
     want = model_cfg.backbone.get('attn_mode', 'csa')
     if model_cfg.backbone.get('check_mode', True):
-        # refused pairs fail here, before anything is built (the table: layers/mode_pairs.py); the
+        # refused pairs fail here, before anything is built (the table: models/checkpoint_policy.py); the
         # info line of an accepted cross-mode pair is printed once, when the backbone loads it
         check_mode_pair(meta.get('attn_mode'), want, f'checkpoint {path}')
     if meta.get('training'):

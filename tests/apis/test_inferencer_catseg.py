@@ -13,13 +13,7 @@ HEAD = dict(embed_dims=16, appearance_guidance_dims=8, text_guidance_dims=8, num
             num_heads=2, window_size=4, pad_len=12, pool_size=2, decoder_channels=(16, 16),
             guidance_channels=(8, 8), guidance_proj_channels=(4, 4))
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on a busy 2-core machine are much slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 

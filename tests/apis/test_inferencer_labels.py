@@ -13,12 +13,7 @@ from declip_mm.apis.result_files import read_label_png
 from declip_mm.testing import tiny_clip_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def tiny_opts(**extra):

@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from catseg_helpers import catseg_config, one_thread, tiny_tool_options  # noqa: F401
+from catseg_helpers import catseg_config, tiny_tool_options
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from tf_helpers import load_tool
@@ -76,7 +76,8 @@ def test_missing_and_unexpected_tensors_are_refused_and_a_fitting_file_loads(tmp
     # the exact file: every tensor loaded (DDP's 'module.' prefix stripped as mmengine does)
     torch.save({'state_dict': {'module.' + k: v for k, v in sd.items()}, 'meta': {}},
                tmp_path / 'ddp.pth')
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     args = test_tool.parse_args([catseg_config(ADE), str(tmp_path / 'ddp.pth'), *base])
     runner = prepare_test_runner(test_tool.build_cfg(args), args.checkpoint, args.work_dir)
     metrics = runner.test()

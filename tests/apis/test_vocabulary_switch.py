@@ -19,12 +19,7 @@ G1 = [['sky', 'grass'], ['road']]               # same flattened names, other gr
 G2 = [['sky'], ['grass', 'road']]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def tiny_opts():

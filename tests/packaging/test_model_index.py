@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import yaml
 
-from declip_mm.apis.catseg_suite import CATSEG_PUBLISHED
+from declip_mm.tools_support.catseg_suite import CATSEG_PUBLISHED
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

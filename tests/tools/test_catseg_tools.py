@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from catseg_helpers import catseg_config, one_thread, tiny_tool_options  # noqa: F401
+from catseg_helpers import catseg_config, tiny_tool_options
 from seg_metric_helpers import check_tool_metrics
 from tf_helpers import load_tool, run_file
 
@@ -50,7 +50,8 @@ def test_training_config_runs_and_its_checkpoint_evaluates_on_another_vocabulary
     lrs = runner.optim_wrapper.get_lr()['lr']
     assert max(lrs) == pytest.approx(2e-4 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 2 / 3))).item())
     # the 171-class checkpoint evaluates on ADE20K's 150 classes: every weight is loaded
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     args = test_tool.parse_args([catseg_config('catseg_declip-eva02-b16_ade20k-*.py'), str(ckpt),
                                  '--work-dir', str(tmp_path / 'eval'), '--cfg-options',
                                  *tiny_tool_options(tmp_path), 'model.decode_head.pad_len=0',
@@ -58,7 +59,9 @@ def test_training_config_runs_and_its_checkpoint_evaluates_on_another_vocabulary
     cfg = test_tool.build_cfg(args)
     cfg.test_evaluator['output_dir'] = str(tmp_path / 'preds')  # what --out sets
     test_runner = prepare_test_runner(cfg, args.checkpoint, args.work_dir, args.config)
-    metrics = test_runner.test()
+    from declip_mm.utils import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():   # as tools/test.py: load_from is a training checkpoint
+        metrics = test_runner.test()
     check_tool_metrics(metrics, tmp_path / 'preds', _root(data, 'ade20k'), 'ade20k')
     from declip_mm.apis import mmengine_safe_torch_load
     saved = mmengine_safe_torch_load(str(ckpt))['state_dict']

@@ -65,7 +65,10 @@ def test_diverging_step_writes_no_checkpoint_and_names_the_last_good_one(tmp_pat
     from declip_mm.utils.finite import nonfinite_tensors
     assert nonfinite_tensors(_student(wd / 'epoch_1.pth')) == []
     from mmengine.runner import CheckpointLoader   # what --resume reads it with
-    assert 'message_hub' in CheckpointLoader.load_checkpoint(str(wd / 'epoch_1.pth'), 'cpu')
+
+    from declip_mm.utils import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():
+        assert 'message_hub' in CheckpointLoader.load_checkpoint(str(wd / 'epoch_1.pth'), 'cpu')
 
 
 def test_hook_refuses_a_nonfinite_checkpoint_and_export():
@@ -134,8 +137,11 @@ def test_nan_checkpoints_are_refused_by_every_loader(tmp_path, trained):
     with pytest.raises(ValueError, match=rf"epoch_9\.pth' holds non-finite.*{key}"):
         test_tool.main(base(bad) + ['--cfg-options', *opts, _data_opt(data)])
     from mmengine.runner import CheckpointLoader
+
+    from declip_mm.utils import mmengine_checkpoint_loading
     with pytest.raises(ValueError, match=r"epoch_9\.pth' holds non-finite"):   # load_from/resume
-        CheckpointLoader.load_checkpoint(str(bad), map_location='cpu')
+        with mmengine_checkpoint_loading():
+            CheckpointLoader.load_checkpoint(str(bad), map_location='cpu')
 
 
 # -- 14.4: training checkpoints where a model is expected --------------------------------------------
@@ -143,7 +149,8 @@ def test_training_checkpoint_in_test_tool(tmp_path, trained):
     """epoch_N.pth to tools/test.py: its student tower is evaluated, its mode checked.
     Before: 'Weights only load failed ... if you trust the source'."""
     import declip_mm  # noqa: F401
-    from declip_mm.apis import prepare_test_runner, unwrap_model
+    from declip_mm.apis import unwrap_model
+    from declip_mm.tools_support import prepare_test_runner
     wd, epoch_1, _ = trained
     data = write_all_fixtures(tmp_path / 'data', num_images=1)
     opts = tiny_options(tmp_path) + [_data_opt(data)]

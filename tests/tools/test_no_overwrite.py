@@ -12,7 +12,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from catseg_helpers import one_thread, tiny_tool_options  # noqa: F401
+from catseg_helpers import tiny_tool_options
 from PIL import Image
 from tf_helpers import load_tool, run_file, tiny_options
 

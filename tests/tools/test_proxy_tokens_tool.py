@@ -13,13 +13,7 @@ from declip_mm.testing import tiny_clip_config
 
 proxy_tokens = load_tool('analysis/proxy_tokens')
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on a busy 2-core machine are much slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 

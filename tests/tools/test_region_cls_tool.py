@@ -93,7 +93,7 @@ def test_declip_training_validates_with_region_classification(tmp_path):
     from mmengine.runner import Runner
     from train_helpers import TINY_CFG, write_images
 
-    from declip_mm.apis import fresh_visualizer
+    from declip_mm.tools_support import fresh_visualizer
     imgs = write_images(tmp_path / 'imgs', n=4)
     root = write_fixture(tmp_path / 'data')
     cfg = Config.fromfile(TINY_CFG)

@@ -24,12 +24,7 @@ make = load_tool('make_tiny_towers')
 SECTION = '## Try every tool without weights (random tiny towers)'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def readme_commands():

@@ -35,7 +35,7 @@ def test_thirty_iterations_lower_the_loss_and_export(tmp_path):
     data = write_images(tmp_path / 'imgs', n=10)
     args = train_tool.parse_args(train_args(tmp_path / 'wd', data, epochs=6))
     import declip_mm  # noqa: F401
-    from declip_mm.apis import fresh_visualizer
+    from declip_mm.tools_support import fresh_visualizer
     runner = Runner.from_cfg(fresh_visualizer(train_tool.build_cfg(args)))
     model = runner.model
     model.init_weights()

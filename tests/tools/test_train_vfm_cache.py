@@ -23,7 +23,7 @@ def test_two_epochs_second_reads_the_cache(tmp_path):
     args = train_tool.parse_args(train_args(tmp_path / 'wd', data, epochs=2) +
                                  ['--vfm-cache-dir', str(cache)])
     import declip_mm  # noqa: F401
-    from declip_mm.apis import fresh_visualizer
+    from declip_mm.tools_support import fresh_visualizer
     runner = Runner.from_cfg(fresh_visualizer(train_tool.build_cfg(args)))
     calls = []
     runner.model.vfm_teacher.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))

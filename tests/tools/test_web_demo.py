@@ -9,7 +9,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tf_helpers import load_tool
 
@@ -17,13 +16,7 @@ web_demo = load_tool('web_demo')
 FAST = ['test_pipeline.1.scale=(4096,64)', 'model.test_cfg.crop_size=64',
         'model.test_cfg.stride=48']
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on a busy 2-core machine are much slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 

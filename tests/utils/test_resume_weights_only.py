@@ -7,6 +7,7 @@ from mmengine.runner import Runner
 from runner_toys import toy_runner_cfg
 
 from declip_mm.testing import tiny_clip_config
+from declip_mm.utils import mmengine_checkpoint_loading
 
 
 def _assert_not_globally_allowed():
@@ -19,7 +20,8 @@ def _run(cfg_dict, **overrides):
     cfg = Config(copy.deepcopy(cfg_dict))
     cfg.merge_from_dict(overrides)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    with mmengine_checkpoint_loading():   # what tools/train.py runs runner.train() in
+        runner.train()
     return {k: v.detach().clone() for k, v in runner.model.state_dict().items()}, runner
 
 
@@ -58,5 +60,8 @@ def test_load_checkpoint_weights_only_api(tmp_path):
     _, runner = _run(toy_runner_cfg(tmp_path, backbone, max_iters=4, interval=2),
                      experiment_name='lc')
     model = runner.model
-    ckpt = load_checkpoint(model, str(tmp_path / 'iter_2.pth'), map_location='cpu')
+    with pytest.raises(Exception, match='Weights only load failed'):   # outside the block: strict
+        load_checkpoint(model, str(tmp_path / 'iter_2.pth'), map_location='cpu')
+    with mmengine_checkpoint_loading():
+        ckpt = load_checkpoint(model, str(tmp_path / 'iter_2.pth'), map_location='cpu')
     assert 'message_hub' in ckpt and 'optimizer' in ckpt

@@ -49,7 +49,7 @@ def main(checkout):
 
     # a config by name through the inferencer, tiny random towers
     from declip_mm.apis import DeCLIPInferencer
-    from declip_mm.apis.catseg_suite import catseg_config
+    from declip_mm.tools_support.catseg_suite import catseg_config
     from declip_mm.testing import tiny_clip_config, write_benchmark_fixture
     assert catseg_config('ade20k').startswith(mim)
     tiny = dict(tiny_clip_config('eva02'), _delete_=True)

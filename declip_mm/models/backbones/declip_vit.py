@@ -34,8 +34,8 @@ from torch.utils.checkpoint import checkpoint
 from ...converters import match_state_dict, split_prefix, to_open_clip_state_dict
 from ...registry import MODELS
 from ...utils import check_local_file, load_weight_file
+from ..checkpoint_policy import check_mode_pair
 from ..layers import DECOUPLED_MODES, decoupled_attention, resize_pos_embed
-from ..layers.mode_pairs import check_mode_pair
 from ..layers.proxy_attention import PROXY_MODE, check_backbone_mode, proxy_attention
 from ..necks import SimplePyramidResampler, check_pyramid_scales
 from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
@@ -100,7 +100,7 @@ class DeCLIPVisionTransformer(BaseModule):
             (the paper; the outputs are then exactly those without the option).
         check_mode (bool): check the checkpoint's ``meta['attn_mode']`` against ``attn_mode``: the
             same mode or ``csa`` evaluation of a ``qq``/``kk`` checkpoint (info line) pass, other
-            decoupled pairs are refused (table in ``layers/mode_pairs.py``). Defaults to True.
+            decoupled pairs are refused (table in ``models/checkpoint_policy.py``). Defaults to True.
         maskclip_residual (str): residual of the last block in ``maskclip`` mode: ``'token'``
             (default: each token's own, ``ffn(x + out_proj(v))``) or ``'cls'`` (the class token's
             for every token, ``ffn(x_cls + out_proj(v))``, as KU-CVLAB CAT-Seg's OpenAI
@@ -330,7 +330,7 @@ class DeCLIPVisionTransformer(BaseModule):
         """Load ``visual.*`` weights of an open_clip-layout state dict (strict, with clear errors)."""
         meta = meta or {}
         if self.check_mode and meta.get('attn_mode') in DECOUPLED_MODES:
-            # allowed (trained, evaluated) pairs: the table in layers/mode_pairs.py
+            # allowed (trained, evaluated) pairs: the table in models/checkpoint_policy.py
             info = check_mode_pair(meta['attn_mode'], self.attn_mode, source)
             if info:
                 print_log(info, logger='current', level=logging.INFO)

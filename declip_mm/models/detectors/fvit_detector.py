@@ -21,7 +21,6 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.models.detectors import TwoStageDetector
-from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
@@ -30,7 +29,6 @@ from .vocabulary_map import vocabulary_label_map
 __all__ = ['DeCLIPFViT']
 
 
-@MODELS.register_module()
 class DeCLIPFViT(TwoStageDetector):
     """Two-stage open-vocabulary detector (F-ViT) whose vocabulary can be set at test time.
 

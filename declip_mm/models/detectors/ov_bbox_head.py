@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from mmdet.models.layers import multiclass_nms
 from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
 from mmdet.models.utils import empty_instances
-from mmdet.registry import MODELS
 from mmdet.structures.bbox import get_box_tensor, scale_boxes
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -47,7 +46,6 @@ def _primary(name: Union[str, Sequence[str]]) -> str:
     return name if isinstance(name, str) else str(name[0])
 
 
-@MODELS.register_module()
 class DeCLIPOVBBoxHead(ConvFCBBoxHead):
     """ConvFC box head whose classifier is the text embeddings of a vocabulary (open vocabulary).
 

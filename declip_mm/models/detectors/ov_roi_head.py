@@ -19,7 +19,6 @@ from torch import Tensor
 __all__ = ['DeCLIPOVRoIHead']
 
 
-@MODELS.register_module()
 class DeCLIPOVRoIHead(StandardRoIHead):
     """:class:`StandardRoIHead` with an extra RoI extractor on the CLIP content map.
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from mmdet.models.data_preprocessors import DetDataPreprocessor
-from mmdet.registry import MODELS
 
 __all__ = ['SquarePadDetDataPreprocessor']
 
 
-@MODELS.register_module()
 class SquarePadDetDataPreprocessor(DetDataPreprocessor):
     """``DetDataPreprocessor`` whose test batches are padded to a square.
 

@@ -33,6 +33,7 @@ from ...utils.finite import last_checkpoint_note
 from ..layers import DECOUPLED_MODES
 from ..layers.lean_mlp import make_mlps_lean
 from .multi_context import MultiContextMixin
+from .vfm_feature_cache import VFMFeatureCache
 
 __all__ = ['DeCLIPDistiller', 'apply_declip_trainable_set', 'CONTEXT_KEYS']
 
@@ -180,7 +181,7 @@ class DeCLIPDistiller(MultiContextMixin, BaseModel):
         if vfm_cache is not None:
             if self.vfm_teacher is None:
                 raise ValueError('vfm_cache caches VFM teacher features; it needs a vfm_teacher')
-            self.vfm_cache = MODELS.build(dict(dict(type='VFMFeatureCache'), **vfm_cache))
+            self.vfm_cache = VFMFeatureCache(**vfm_cache)   # a disk cache, not a registered model
             self.data_preprocessor.keep_img_path = True  # the cache keys on the image file
         self.frozen_student_params = apply_declip_trainable_set(self.student)
         # OpenAI towers fuse q/k/v in one in_proj: the rows of the projection the mode does not use

@@ -57,7 +57,6 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
-from ...registry import MODELS
 
 __all__ = ['VFMFeatureCache', 'input_fingerprint', 'vfm_pipeline_warnings', 'CACHE_FORMAT']
 
@@ -107,7 +106,6 @@ def _tensor_digest(sd: Dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-@MODELS.register_module()
 class VFMFeatureCache:
     """Memory-mapped fp16 cache of VFM teacher features, keyed by teacher and image.
 

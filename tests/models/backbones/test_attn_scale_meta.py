@@ -7,7 +7,7 @@ reference is the backbone built explicitly with ``attn_scale=1.0``.
 """
 import pytest
 import torch
-from catseg_helpers import TINY_HEAD, catseg_config, one_thread  # noqa: F401
+from catseg_helpers import TINY_HEAD, catseg_config
 from mmengine.config import Config
 
 import declip_mm.models.backbones.declip_vit as declip_vit

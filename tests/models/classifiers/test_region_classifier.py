@@ -5,44 +5,10 @@ import torch.nn.functional as F
 from mmengine.dataset import pseudo_collate
 from PIL import Image
 from region_cls_helpers import pipeline
+from roi_align_reference import roi_align_1x1_reference
 
 from declip_mm.datasets.transforms import CLIP_MEAN, CLIP_STD, letterbox
 from declip_mm.registry import DATASETS, MODELS
-
-
-def _bilinear(fmap, y, x):
-    """torchvision roi_align's bilinear sample of fmap (C, H, W) at (y, x), float64."""
-    c, h, w = fmap.shape
-    if y < -1.0 or y > h or x < -1.0 or x > w:
-        return torch.zeros(c, dtype=torch.float64)
-    y, x = max(y, 0.0), max(x, 0.0)
-    y0, x0 = int(y), int(x)
-    if y0 >= h - 1:
-        y0 = y1 = h - 1
-        y = float(y0)
-    else:
-        y1 = y0 + 1
-    if x0 >= w - 1:
-        x0 = x1 = w - 1
-        x = float(x0)
-    else:
-        x1 = x0 + 1
-    ly, lx = y - y0, x - x0
-    hy, hx = 1 - ly, 1 - lx
-    return (hy * hx * fmap[:, y0, x0] + hy * lx * fmap[:, y0, x1] + ly * hx * fmap[:, y1, x0]
-            + ly * lx * fmap[:, y1, x1])
-
-
-def roi_align_1x1_reference(fmap, box):
-    """roi_align, output 1x1, spatial_scale 1, sampling_ratio -1 (adaptive), aligned=True."""
-    x1, y1, x2, y2 = (float(v) - 0.5 for v in box)
-    rh, rw = y2 - y1, x2 - x1
-    ny, nx = int(np.ceil(rh)), int(np.ceil(rw))
-    acc = torch.zeros(fmap.shape[0], dtype=torch.float64)
-    for iy in range(ny):
-        for ix in range(nx):
-            acc += _bilinear(fmap, y1 + (iy + 0.5) * rh / ny, x1 + (ix + 0.5) * rw / nx)
-    return acc / max(ny * nx, 1)
 
 
 def _crop_tensor(img, box, size):

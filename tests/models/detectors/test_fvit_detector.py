@@ -204,7 +204,9 @@ def test_train_and_test_tools_on_fixture(tmp_path):
     cfg.merge_from_dict({'model.roi_head.bbox_head.classes': vocab,
                          'model.roi_head.bbox_head.base_classes': list(OV_COCO_BASE_CLASSES)})
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    from declip_mm.utils import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():   # a training checkpoint (message hub): the tools' loader
+        load_checkpoint(model, ckpt, map_location='cpu', strict=True)
     assert model.roi_head.bbox_head.base_mask.tolist() == [True, False, False, True]
     inst = model.eval().test_step(_batch(n=1))[0].pred_instances
     assert len(inst) > 0 and int(inst.labels.max()) < 3

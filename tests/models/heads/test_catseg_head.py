@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from catseg_helpers import TINY_HEAD, one_thread  # noqa: F401
+from catseg_helpers import TINY_HEAD
 
 from declip_mm.models.heads import DeCLIPCATSegHead
 from declip_mm.models.heads.class_aggregation import ClassAggregation, linear_attention

@@ -26,7 +26,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from catseg_helpers import one_thread  # noqa: F401
 
 from declip_mm.benchmarking.reference_heads import literal_heads
 from declip_mm.models.heads import DeCLIPCATSegHead

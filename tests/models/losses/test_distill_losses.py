@@ -1,52 +1,17 @@
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from declip_reference import rel_err
+from roi_align_reference import roi_align_1x1_reference
 
 from declip_mm.models.losses import ContentDistillLoss, ContextDistillLoss
-
-
-def _bilinear(fmap, y, x):
-    """torchvision / Detectron2 roi_align bilinear sample of fmap (C, H, W) at (y, x)."""
-    C, H, W = fmap.shape
-    if y < -1.0 or y > H or x < -1.0 or x > W:
-        return fmap.new_zeros(C)
-    y, x = max(y, 0.0), max(x, 0.0)
-    y0, x0 = int(y), int(x)
-    if y0 >= H - 1:
-        y0 = y1 = H - 1
-        y = float(y0)
-    else:
-        y1 = y0 + 1
-    if x0 >= W - 1:
-        x0 = x1 = W - 1
-        x = float(x0)
-    else:
-        x1 = x0 + 1
-    ly, lx = y - y0, x - x0
-    hy, hx = 1 - ly, 1 - lx
-    return (hy * hx * fmap[:, y0, x0] + hy * lx * fmap[:, y0, x1] + ly * hx * fmap[:, y1, x0]
-            + ly * lx * fmap[:, y1, x1])
-
-
-def reference_roi_align_1x1(fmap, box):
-    """aligned=True, spatial_scale=1, sampling_ratio=-1, one output bin (docs/method.md §2)."""
-    x1, y1, x2, y2 = [float(v) - 0.5 for v in box]
-    rh, rw = y2 - y1, x2 - x1
-    gh, gw = max(math.ceil(rh), 1), max(math.ceil(rw), 1)
-    acc = fmap.new_zeros(fmap.shape[0])
-    for iy in range(gh):
-        for ix in range(gw):
-            acc = acc + _bilinear(fmap, y1 + (iy + 0.5) * rh / gh, x1 + (ix + 0.5) * rw / gw)
-    return acc / max(gh * gw, 1)
 
 
 def reference_content_loss(content, rois, teacher):
     cos = []
     for r in rois:
-        s = F.normalize(reference_roi_align_1x1(content[int(r[0])], r[1:]), dim=0)
+        s = F.normalize(roi_align_1x1_reference(content[int(r[0])], r[1:]), dim=0)
         cos.append((s * F.normalize(teacher[len(cos)], dim=0)).sum())
     return 1 - torch.stack(cos).mean()
 

@@ -13,7 +13,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from catseg_helpers import one_thread, tiny_segmentor_cfg  # noqa: F401
+from catseg_helpers import tiny_segmentor_cfg
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from catseg_helpers import catseg_config, one_thread, tiny_segmentor_cfg  # noqa: F401
+from catseg_helpers import catseg_config, tiny_segmentor_cfg
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 

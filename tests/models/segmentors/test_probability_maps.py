@@ -10,12 +10,7 @@ from declip_mm.models.segmentors.probability_maps import (DenseClassMaps, NameSo
                                                           ResizedClassMaps)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def resize_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:

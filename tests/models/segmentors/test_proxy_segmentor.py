@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from proxy_reference import reference_proxy_content
 
-from declip_mm.models.layers.mode_pairs import check_mode_pair
+from declip_mm.models.checkpoint_policy import check_mode_pair
 from declip_mm.models.segmentors import DeCLIPProxySegmentor
 from declip_mm.testing import tiny_clip_config
 from declip_mm.testing.proxyclip_public import TINY_VFMS, tiny_proxy_segmentor

@@ -245,14 +245,6 @@ def former_labels_in_strips(x, out_hw, logit_scale, n2c, num_classes, prob_thd=0
     return pred
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: many small strips on a busy 2-core machine are otherwise slow (each
-    parallel operation waits for the other thread), and the labels do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def structured_logits(n, h, w, seed):

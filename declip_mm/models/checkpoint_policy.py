@@ -1,5 +1,8 @@
 """Which training mode a checkpoint may be evaluated in (the attention-mode check).
 
+A checkpoint policy, used where weights are loaded (the backbone, ``tools/test.py``'s checkpoint
+routing): ``from declip_mm.models.checkpoint_policy import check_mode_pair``.
+
 A DeCLIP checkpoint stores the decoupled mode it was trained in (``meta['attn_mode']``). What may be
 evaluated in which mode follows from what each mode trains (official ``src/training/utils.py``
 freeze lists, docs/method.md §2):
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .decoupled_attention import DECOUPLED_MODES
+from .layers.decoupled_attention import DECOUPLED_MODES
 
 __all__ = ['ALLOWED_MODE_PAIRS', 'check_mode_pair']
 

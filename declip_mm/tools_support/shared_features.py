@@ -12,9 +12,11 @@ different image order or preprocessing merely costs a recomputation.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+import threading
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.hooks import Hook
 from torch import Tensor
 
 __all__ = ['SharedFeatureCache', 'module_fingerprint', 'run_in_lockstep']
@@ -81,57 +83,93 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _test_steps(runner) -> Iterator[Optional[dict]]:
-    """``Runner.test()`` cut at every batch: yields None after each batch, then the metrics."""
-    runner._test_loop = runner.build_test_loop(runner._test_loop)
-    runner.call_hook('before_run')
-    runner.load_or_resume()
-    loop = runner.test_loop
-    runner.call_hook('before_test')
-    runner.call_hook('before_test_epoch')
-    runner.model.eval()
-    loop.test_loss.clear()
-    for idx, batch in enumerate(loop.dataloader):
-        loop.run_iter(idx, batch)
-        yield None
-    metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
-    runner.call_hook('after_test_epoch', metrics=metrics)
-    runner.call_hook('after_test')
-    runner.call_hook('after_run')
-    yield metrics
+class _PassTurnHook(Hook):
+    """After every test batch, hand the turn to the next runner (see :func:`run_in_lockstep`)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, pass_turn: Callable[[], None]) -> None:
+        self._pass_turn = pass_turn
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._pass_turn()
 
 
 def run_in_lockstep(runners: Sequence, cache: Optional[SharedFeatureCache] = None,
                     on_done: Optional[Callable[[int, Optional[dict], Optional[BaseException]], None]]
                     = None) -> List[Tuple[Optional[dict], Optional[BaseException]]]:
-    """Run several runners' test loops batch by batch in turn (round robin).
+    """Run several runners' ``Runner.test()`` batch by batch in turn (round robin).
+
+    Each runner's own, unchanged ``Runner.test()`` (mmengine's public API: ``before_run``, the
+    checkpoint load, its test loop, ``after_run``) runs in a worker thread; a hook registered on the
+    runner (``after_test_iter``) hands the turn to the next runner after every batch, and only the
+    runner holding the turn runs, so the order is deterministic: round r runs batch r of every runner
+    still going (or its evaluation, once its batches are done), then clears ``cache``. Threads only
+    take turns here, they never compute at the same time. The whole run is inside
+    :func:`declip_mm.utils.mmengine_checkpoint_loading`, as ``tools/test.py``'s ``Runner.test()`` is.
 
     Args:
         runners: mmengine Runners with a test loop (their segmentors share ``cache``).
         cache: cleared after every round.
-        on_done: called as ``on_done(i, metrics, error)`` when runner ``i`` finishes or fails;
-            a failing runner is dropped and the others carry on.
+        on_done: called as ``on_done(i, metrics, error)`` when runner ``i`` finishes or fails
+            (while it still holds the turn); a failing runner is dropped and the others carry on.
 
     Returns:
         list: ``(metrics, None)`` or ``(None, error)`` per runner.
     """
     results: List[Tuple[Optional[dict], Optional[BaseException]]] = [(None, None)] * len(runners)
-    live = {i: _test_steps(r) for i, r in enumerate(runners)}
-    while live:
-        for i in list(live):
-            try:
-                out = next(live[i])
-            except Exception as err:  # noqa: BLE001  (reported, the others carry on)
-                results[i] = (None, err)
-                del live[i]
-                if on_done is not None:
-                    on_done(i, None, err)
-                continue
-            if out is not None:
-                results[i] = (out, None)
-                del live[i]
-                if on_done is not None:
-                    on_done(i, out, None)
-        if cache is not None:
-            cache.clear()
+    cond = threading.Condition()
+    live = list(range(len(runners)))
+    turn = [live[0] if live else None]
+    callback_errors: List[BaseException] = []
+
+    def pass_turn(i: int, finished: bool) -> None:
+        with cond:
+            pos = live.index(i)
+            if finished:
+                live.remove(i)
+            else:
+                pos += 1
+            if pos >= len(live):   # the round is over
+                pos = 0
+                if cache is not None:
+                    cache.clear()
+            turn[0] = live[pos] if live else None
+            cond.notify_all()
+
+    def wait_turn(i: int) -> None:
+        with cond:
+            cond.wait_for(lambda: turn[0] == i)
+
+    def work(i: int) -> None:
+        wait_turn(i)
+        try:
+            metrics = runners[i].test()
+        except BaseException as err:  # noqa: BLE001  (reported, the others carry on)
+            results[i] = (None, err)
+        else:
+            results[i] = (metrics, None)
+        try:
+            if on_done is not None:
+                on_done(i, *results[i])
+        except BaseException as err:  # noqa: BLE001  (re-raised by the caller's thread)
+            callback_errors.append(err)
+        finally:
+            pass_turn(i, finished=True)
+
+    for i, runner in enumerate(runners):
+        def after_batch(i=i):
+            pass_turn(i, finished=False)
+            wait_turn(i)
+        runner.register_hook(_PassTurnHook(after_batch))
+    from ..utils.safe_globals import mmengine_checkpoint_loading
+    with mmengine_checkpoint_loading():
+        threads = [threading.Thread(target=work, args=(i, ), daemon=True,
+                                    name=f'lockstep-runner-{i}') for i in range(len(runners))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if callback_errors:
+        raise callback_errors[0]
     return results

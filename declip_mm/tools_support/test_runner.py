@@ -1,4 +1,5 @@
-"""Shared steps of ``tools/test.py`` and ``tools/eval_all.py``."""
+"""Shared steps of ``tools/test.py``, ``tools/eval_all.py``, ``tools/eval_catseg.py`` and the quick-start:
+building a test Runner from a config and a checkpoint."""
 from __future__ import annotations
 
 import os.path as osp
@@ -11,8 +12,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from ..datasets.class_names import check_class_names
-from .checkpoints import apply_test_checkpoint, unwrap_model
-from .strict_checkpoint import ALLOW_UNTRAINED_KEY, StrictLoadCheckHook, check_trained_head
+from ..apis.checkpoints import apply_test_checkpoint, unwrap_model
+from ..apis.strict_checkpoint import ALLOW_UNTRAINED_KEY, StrictLoadCheckHook, check_trained_head
 
 __all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed',
            'drop_training_parts']
