@@ -53,6 +53,7 @@ class QuickWorldSettings:
         epochs / batch: DeCLIP schedule (content + context, the world config's recipe otherwise).
         seed: DeCLIP training seed.
         n_pictures: benchmark scenes drawn before / after.
+        pictures: draw them (and the proxy-token pictures); ``False`` skips the phase.
         threads: torch threads of the towers' brief training and of the runs.
     """
     world_seed: int = 0
@@ -63,10 +64,11 @@ class QuickWorldSettings:
     seed: int = 0
     n_pictures: int = 4
     threads: int = 2
+    pictures: bool = True
 
 
 # pictures ----------------------------------------------------------------------------------------
-def label_panel(rgb: np.ndarray, labels: np.ndarray, scale: int, alpha: float = 0.7) -> np.ndarray:
+def label_panel(rgb: np.ndarray, labels: np.ndarray, scale: int, alpha: float = 0.8) -> np.ndarray:
     """The image tinted by :data:`WORLD_COLOURS` of each pixel's class (``-1``: untinted),
     enlarged ``scale`` times (nearest neighbour)."""
     from declip_mm.apis.overlay import blend_labels
@@ -176,6 +178,10 @@ def _pictures(out: str, inputs, towers: Dict[str, Any], export: str,
         cols.append((f'{title} ({metrics[key]["mIoU"]:.1f})', labels))
     rows = [(rgb, [('ground truth', gt)] + [(t, lab[i]) for t, lab in cols])
             for i, (rgb, gt) in enumerate(zip(rgbs, gts))]
+    os.makedirs(osp.join(out, 'overlays'), exist_ok=True)
+    np.savez_compressed(osp.join(out, 'overlays', 'labels.npz'), images=np.array(images),
+                        ground_truth=np.stack(gts), **{key: np.stack(lab) for key, (_, lab) in
+                                                       zip(('vanilla', 'csa', 'declip'), cols)})
     overlay = side_by_side(rows, ALL_CLASSES, osp.join(out, 'overlays', 'before_after.png'),
                            title='miniature world benchmark: ground truth, training-free tiny CLIP '
                                  'before, DeCLIP after (mIoU in brackets)')
@@ -227,7 +233,7 @@ def run_world_quickstart(out: str, s: Optional[QuickWorldSettings] = None,
     torch.set_num_threads(int(s.threads))
     out = osp.abspath(out)
     res: Dict[str, Any] = dict(settings=asdict(s), timings={})
-    n = len(PHASE_NAMES)
+    n = len(PHASE_NAMES) - (0 if s.pictures else 1)
     state: Dict[str, Any] = {}
 
     def phase(i: int, name: str, what: str, fn: Callable[[], str]) -> None:
@@ -291,7 +297,8 @@ def run_world_quickstart(out: str, s: Optional[QuickWorldSettings] = None,
     def pictures() -> str:
         res['files'] = _pictures(out, inputs, t, state['export'], metrics, s, log)
         return ', '.join(osp.relpath(p, out) for p in res['files'].values())
-    phase(6, 'pictures', 'before / after overlays and proxy-token pictures', pictures)
+    if s.pictures:
+        phase(6, 'pictures', 'before / after overlays and proxy-token pictures', pictures)
 
     res['before'] = {k: metrics[k] for k in ('vanilla', 'csa')}
     res['after'] = {'csa': metrics['declip']}

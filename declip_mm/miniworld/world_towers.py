@@ -80,14 +80,16 @@ def _one(kind: str, cache_dir: str, world_seed: int, train: bool, threads: int,
         archive = osp.join(shipped_dir or SHIPPED_DIR, f'world_{kind}.npz')
         got = unpack_tower(archive, cache_dir, kind)
         return dict(got, source='shipped', archive=archive)
-    settings = brief_settings(kind, world_seed, threads)
     arch = dict(WORLD_CLIP_CONFIG if kind == 'clip' else WORLD_VFM)
-    key = tower_key(kind, arch, settings)
-    paths = tower_paths(cache_dir, kind, key)
-    if osp.isfile(paths['record']):
-        return dict(paths, key=key, source='cached')
+    # the thread count is part of tower_cache's key but changes nothing else: any entry will do
+    for n in dict.fromkeys((int(threads), 1, 2, 4)):
+        key = tower_key(kind, arch, brief_settings(kind, world_seed, n))
+        paths = tower_paths(cache_dir, kind, key)
+        if osp.isfile(paths['record']):
+            return dict(paths, key=key, source='cached')
     if not train:
         return None
+    settings = brief_settings(kind, world_seed, threads)
     get = get_world_clip if kind == 'clip' else get_world_vfm
     got = get(cache_dir, settings, log=log)
     return dict(got, source='trained')
