@@ -225,12 +225,20 @@ def run_world_quickstart(out: str, s: Optional[QuickWorldSettings] = None,
     """Run the six phases into ``out``; returns the metrics, the table, the files and timings
     (also written to ``out/results.json``)."""
     import torch
+    s = s or QuickWorldSettings()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(s.threads))
+    try:
+        return _run(out, s, cache_dir, log)
+    finally:
+        torch.set_num_threads(threads)
 
+
+def _run(out: str, s: QuickWorldSettings, cache_dir: Optional[str],
+         log: Callable[[str], None]) -> Dict[str, Any]:
     from .experiments import ExperimentSettings, WorldInputs, evaluate_segmentation, train_declip
     from .layouts import write_world
     from .world_towers import world_towers
-    s = s or QuickWorldSettings()
-    torch.set_num_threads(int(s.threads))
     out = osp.abspath(out)
     res: Dict[str, Any] = dict(settings=asdict(s), timings={})
     n = len(PHASE_NAMES) - (0 if s.pictures else 1)
