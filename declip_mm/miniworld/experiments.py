@@ -453,7 +453,9 @@ def format_table(results: Dict[str, Any]) -> str:
 # tools/miniworld.py's phases -------------------------------------------------------------------------
 def settings_from_context(ctx) -> ExperimentSettings:
     """The settings of a ``tools/miniworld.py`` run: ``ctx.experiment_settings`` if set (tests),
-    else the configs' recipe (``--quick``: 1 seed, 1 epoch, short CAT-Seg)."""
+    else the configs' recipe (``--quick``: 1 seed, 1 epoch, short CAT-Seg), with the schedule
+    options ``--seeds``, ``--declip-epochs``, ``--declip-images``, ``--catseg-iters``,
+    ``--catseg-images`` applied."""
     s = getattr(ctx, 'experiment_settings', None)
     if s is None:
         s = ExperimentSettings(threads=getattr(ctx.args, 'threads', 2))
@@ -464,6 +466,10 @@ def settings_from_context(ctx) -> ExperimentSettings:
             if not seeds:
                 s.seeds = (0, )
             s.declip_epochs, s.catseg_iters = 1, 50
+        for name in ('declip_epochs', 'declip_images', 'catseg_iters', 'catseg_images'):
+            value = getattr(ctx.args, name, None)       # tools/miniworld.py's schedule options
+            if value is not None:
+                setattr(s, name, int(value))
     s.check()
     return s
 
