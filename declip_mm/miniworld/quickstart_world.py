@@ -124,7 +124,8 @@ def before_after_table(before: Dict[str, Dict[str, float]], after: Dict[str, flo
     return '\n'.join(lines)
 
 
-def _loss_rows(work_dir: str) -> List[str]:
+def _loss_rows(work_dir: str) -> Tuple[List[str], Dict[int, Dict[str, float]]]:
+    """The Markdown rows and ``{epoch: {loss name: mean}}`` of the logged losses of a run."""
     rows = []
     for d, _, files in os.walk(work_dir):
         if 'scalars.json' in files:
@@ -135,12 +136,13 @@ def _loss_rows(work_dir: str) -> List[str]:
         if 'loss' in r:
             by_epoch.setdefault(r['epoch'], []).append(r)
     lines = ['| epoch | loss_content | loss_context | loss |', '|---|---|---|---|']
+    means = {}
     for e, rs in sorted(by_epoch.items()):
-        mean = {k: sum(r.get(k, 0.0) for r in rs) / len(rs)
-                for k in ('loss_content', 'loss_context', 'loss')}
+        mean = means[int(e)] = {k: sum(r.get(k, 0.0) for r in rs) / len(rs)
+                                for k in ('loss_content', 'loss_context', 'loss')}
         lines.append(f"| {e} | {mean['loss_content']:.4f} | {mean['loss_context']:.4f} | "
                      f"{mean['loss']:.4f} |")
-    return lines
+    return lines, means
 
 
 # the run -----------------------------------------------------------------------------------------
@@ -289,7 +291,8 @@ def _run(out: str, s: QuickWorldSettings, cache_dir: Optional[str],
         state['export'] = train_declip(inputs, 'content+context', s.seed, wd, ex,
                                        extra=dict(QUIET, default_hooks=dict(logger=dict(
                                            interval=5))))
-        for line in _loss_rows(wd):
+        lines, res['losses'] = _loss_rows(wd)
+        for line in lines:
             log('      ' + line)
         return f'alpha-merged image tower exported to {state["export"]}'
     phase(4, 'declip', f'DeCLIP distillation through tools/train.py ({s.epochs} epochs, '
