@@ -115,5 +115,7 @@ setup(
     scripts=['scripts/declip-install-mmcv'],
     cmdclass={'build_py': BuildWithMim},
     include_package_data=True,
+    # the world towers shipped in the repository (docs/miniworld.md), used by tools/miniworld.py
+    package_data={'declip_mm.miniworld': ['weights/*.npz', 'weights/*.json', 'weights/*.md']},
     zip_safe=False,
 )

@@ -57,6 +57,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--vfm-steps', type=int, default=None,
                    help='override the VFM steps (warm-up: at most a tenth of them)')
     p.add_argument('--threads', type=int, default=2, help='torch threads of the trainings')
+    p.add_argument('--seeds', default=None,
+                   help='training seeds of the experiment phases, comma-separated (default 0,1,2)')
+    p.add_argument('--declip-epochs', type=int, default=None,
+                   help='DeCLIP epochs (default: the configs\' 6)')
+    p.add_argument('--declip-images', type=int, default=None,
+                   help='use only the first N unlabeled images for DeCLIP (default: all)')
+    p.add_argument('--catseg-iters', type=int, default=None,
+                   help='CAT-Seg iterations (default: the configs\' 500)')
+    p.add_argument('--catseg-images', type=int, default=None,
+                   help='use only the first N images of the CAT-Seg training split (default: all)')
+    p.add_argument('--ship', action='store_true',
+                   help='after the phases, archive the clip / vfm towers of this run into '
+                        'declip_mm/miniworld/weights/ with a manifest (command, seeds, versions, '
+                        'figures of the archives)')
     return p.parse_args(argv)
 
 
@@ -180,6 +194,18 @@ def main(argv=None) -> Dict[str, Any]:
         ctx.results['timings'][name] = round(time.time() - t0, 1)
         ctx.save()
         ctx.log(f'[{i}/{len(phases)}] {name} done in {time.time() - t0:.0f}s')
+    if args.ship:
+        from declip_mm.miniworld.shipped import SHIPPED_DIR, ship_towers
+        towers = ctx.results['towers']
+        if 'clip' not in towers or 'vfm' not in towers:
+            raise SystemExit('--ship needs the clip and vfm phases in this run')
+        command = 'python tools/miniworld.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+        manifest = ship_towers(towers['clip'], towers['vfm'], args.world_seed, command,
+                               ctx.cache_dir)
+        ctx.results['shipped'] = manifest
+        ctx.save()
+        ctx.log(f'shipped the towers into {SHIPPED_DIR}: ' + ', '.join(
+            f'{t["file"]} {t["bytes"] / 1e6:.2f} MB' for t in manifest['towers'].values()))
     ctx.log(f'results: {ctx.results_path}')
     return ctx.results
 

@@ -1,8 +1,17 @@
 #!/usr/bin/env python
 """The README's main job: the whole DeCLIP pipeline end to end on a fresh machine, in a few minutes.
 
-    python tools/quickstart.py                      # tiny towers, RANDOM weights, nothing to fetch
+    python tools/quickstart.py                      # the miniature world: trained tiny towers
+    python tools/quickstart.py --random-towers      # tiny towers, RANDOM weights, sample photos
     python tools/quickstart.py --weights EVA02_CLIP_B_psz16_s8B.pt --vfm-weights dinov2_vitb14_reg4.pth
+
+By default it runs a short version of the miniature world (docs/miniworld.md,
+``declip_mm/miniworld/quickstart_world.py``): a small world, the tiny CLIP and VFM (shipped in the
+repository, else trained briefly and cached), training-free evaluation before (``vanilla``, ``csa``)
+through tools/test.py, DeCLIP distillation through tools/train.py, the evaluation after, the
+before / after table, overlays side by side and proxy-token pictures.
+
+With ``--random-towers`` (random weights) or ``--weights`` (real towers) it:
 
 1. writes sample photos shipped by scikit-image as a small unlabeled training set and as a fixture
    benchmark in the ADE20K layout (labels: a colour quantisation of the photos);
@@ -30,7 +39,8 @@ ADE_TEST = osp.join(ROOT, 'configs', 'training_free', 'declip_eva02-b16_training
 #: written into --out-dir by the quick-start: only a folder holding it is ever cleared
 MARKER = '.declip_quickstart'
 #: what the quick-start writes into --out-dir; a rerun removes exactly these, nothing else
-OUTPUTS = ('data', 'train', 'eval', 'overlays', 'arch.json')
+OUTPUTS = ('data', 'train', 'eval', 'overlays', 'arch.json', 'world', 'proxy_tokens',
+           'results.json')
 #: photo name -> the ``skimage.data`` function that returns it from the wheel (no download);
 #: ``stereo_motorcycle`` returns (left, right, disparity): the left view is used
 PHOTOS = {'astronaut': 'astronaut', 'chelsea': 'chelsea', 'coffee': 'coffee', 'rocket': 'rocket',
@@ -135,12 +145,54 @@ def parse_args(argv=None):
     p.add_argument('--weights', help='local CLIP checkpoint (EVA02-CLIP-B/16 by default)')
     p.add_argument('--vfm-weights', help='local DINOv2-B/14 (registers) checkpoint')
     p.add_argument('--model-name', default='EVA02-B-16', help='architecture of --weights')
+    p.add_argument('--random-towers', action='store_true',
+                   help='random weights: tiny towers with RANDOM weights on sample photos (the '
+                        'pipeline only, no learning to see)')
     p.add_argument('--out-dir', default='work_dirs/quickstart')
-    p.add_argument('--epochs', type=int, default=6)
+    p.add_argument('--epochs', type=int, default=None,
+                   help='DeCLIP epochs (default 3 on the world, 6 otherwise)')
+    p.add_argument('--world-seed', type=int, default=0, help='the world (miniature-world run)')
+    p.add_argument('--unlabeled', type=int, default=None,
+                   help='unlabeled world images DeCLIP distils on (default 400)')
+    p.add_argument('--bench', type=int, default=None,
+                   help='world benchmark scenes evaluated before and after (default 100)')
+    p.add_argument('--cache-dir', default=None,
+                   help='tower cache (default $DECLIP_MM_CACHE/miniworld or '
+                        '~/.cache/declip_mm/miniworld)')
+    p.add_argument('--threads', type=int, default=2, help='torch threads (miniature-world run)')
     p.add_argument('--max-side', type=int, default=256, help='photo size (longest side)')
     p.add_argument('--eval-short-side', type=int, default=None,
                    help='test resize short side (default 448 with weights, 96 without)')
     return p.parse_args(argv)
+
+
+def main_world(args):
+    """The default run: the miniature world (docs/miniworld.md)."""
+    t0 = time.time()
+    import warnings
+    for msg in ('pkg_resources is deprecated', 'The draw is False'):  # mmengine / mmseg noise
+        warnings.filterwarnings('ignore', message=msg)
+    import declip_mm  # noqa: F401
+    from declip_mm.miniworld.quickstart_world import QuickWorldSettings, run_world_quickstart
+    out = prepare_out_dir(osp.abspath(args.out_dir))
+    print(f'== declip_mm quick-start on the miniature world (docs/miniworld.md) -> {out}')
+    s = QuickWorldSettings(world_seed=args.world_seed, threads=args.threads)
+    for name, value in (('epochs', args.epochs), ('n_unlabeled', args.unlabeled),
+                        ('n_bench', args.bench)):
+        if value is not None:
+            setattr(s, name, int(value))
+    res = run_world_quickstart(out, s, args.cache_dir, log=lambda m: print(m, flush=True))
+    print('\n' + res['table'])
+    print(f'\nquick-start finished in {time.time() - t0:.0f} s. Outputs in {out}:')
+    print('  world/         the miniature world (unlabeled images, ADE-layout benchmark)')
+    print('  train/         DeCLIP logs and declip_epoch_*.pth (alpha-merged image towers)')
+    print('  eval/          tools/test.py runs before (vanilla, csa) and after (DeCLIP csa)')
+    print('  overlays/      before_after.png: ground truth | before | after, side by side')
+    print('  proxy_tokens/  attention and context correlation, original vs DeCLIP tower')
+    print('  results.json   the numbers')
+    print('Next: the web page on these towers (python tools/web_demo.py), the full table '
+          '(python tools/miniworld.py), real weights (README: "Train DeCLIP", "Evaluate").')
+    return res
 
 
 def main(argv=None):
@@ -148,6 +200,12 @@ def main(argv=None):
     if bool(args.weights) != bool(args.vfm_weights):
         raise SystemExit('--weights and --vfm-weights go together')
     real = bool(args.weights)
+    if real and args.random_towers:
+        raise SystemExit('--random-towers and --weights exclude each other')
+    if not real and not args.random_towers:
+        return main_world(args)
+    if args.epochs is None:
+        args.epochs = 6
     t0 = time.time()
     import declip_mm  # noqa: F401
     from mmengine.config import Config
@@ -159,8 +217,8 @@ def main(argv=None):
     out = prepare_out_dir(osp.abspath(args.out_dir))
     print(f'== declip_mm quick-start -> {out}')
     if not real:
-        print('   no --weights: tiny EVA02-style towers with RANDOM weights. The numbers show the '
-              'pipeline running, not DeCLIP quality.')
+        print('   --random-towers: tiny EVA02-style towers with RANDOM weights. The numbers show '
+              'the pipeline running, not DeCLIP quality.')
     photos = sample_photos(args.max_side)
     train_imgs = write_training_images(photos, osp.join(out, 'data', 'train_images'))
     data_dir = osp.join(out, 'data')

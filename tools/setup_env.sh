@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up: create (or reuse) .venv, install the tested stack, then run the main job.
 #
-#   bash tools/setup_env.sh             # set up, then run tools/quickstart.py (tiny random models)
+#   bash tools/setup_env.sh             # set up, then run tools/quickstart.py (the miniature world)
 #   bash tools/setup_env.sh --no-run    # set up only
 #   QUICKSTART_ARGS="--weights clip.pt --vfm-weights dinov2.pth" bash tools/setup_env.sh
 #

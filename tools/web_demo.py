@@ -8,11 +8,15 @@ Open http://127.0.0.1:7860 . The page shows the overlay, a legend with each clas
 pixels, and the probability map of a chosen class; "benchmark protocol" runs the config's test
 scheme (sliding 336 windows for the training-free configs), "quick" the whole resized image at once.
 
-Without weights (no --checkpoint and the config's weight files absent) it runs a tiny tower with
-RANDOM weights (or --random-arch, e.g. EVA02-B-16, with random weights) and says so on the page:
-the page works, the segmentation is meaningless. The server listens on 127.0.0.1 (``--host`` another
-address, with a warning: no authentication), uses Python's standard ``http.server`` and needs no
-network; sample photos come from scikit-image when installed.
+Without weights (no --config, no --checkpoint and the default config's weight files absent) it runs
+the miniature world's towers (docs/miniworld.md: a tiny CLIP learned from scratch on synthetic 64-px
+scenes, shipped in the repository or cached by the quick-start) with the world's class names and
+world sample scenes, and the banner says what they are. Where those towers are neither shipped nor
+cached, or with --random-weights, it runs a tiny tower with RANDOM weights (or --random-arch, e.g.
+EVA02-B-16, with random weights) and says so on the page: the page works, the segmentation is
+meaningless. The server listens on 127.0.0.1 (``--host`` another address, with a warning: no
+authentication), uses Python's standard ``http.server`` and needs no network; sample photos come
+from scikit-image when installed.
 
 What the server accepts (anything else gets a 4xx answer with a message, never a traceback):
 - every request: a ``Host`` of 127.0.0.1 / localhost / [::1] (any port), the ``--host`` address, or
@@ -159,13 +163,16 @@ class SegmentationApp:
     the queue of waiting requests (one segmentation at a time)."""
 
     def __init__(self, inferencer, random_weights: str = '', keep: int = 8,
-                 limits: dict = None) -> None:
+                 limits: dict = None, samples: dict = None, banner: str = '',
+                 default_classes: str = '') -> None:
         self.inferencer = inferencer
         self.random_weights = random_weights
+        self.banner = banner              # what the model is, when it is not random (world towers)
+        self.default_classes = default_classes
         self.lock = threading.Lock()  # one inference at a time: the segmentor's vocabulary is shared
         self.results: OrderedDict = OrderedDict()
         self.keep = keep
-        self.samples = sample_photos()
+        self.samples = sample_photos() if samples is None else samples
         self.limits = dict(max_image_bytes=MAX_IMAGE_MB << 20, max_pixels=MAX_PIXELS,
                            max_classes=MAX_CLASSES, max_names=MAX_NAMES,
                            max_name_length=MAX_NAME_LENGTH)
@@ -179,7 +186,8 @@ class SegmentationApp:
         seg = self.inferencer.model
         return dict(model=type(seg).__name__, backbone=getattr(seg.backbone, 'name', '?'),
                     protocol=self.inferencer.default_mode, random_weights=self.random_weights,
-                    samples=list(self.samples), limits=self.limits)
+                    samples=list(self.samples), limits=self.limits, banner=self.banner,
+                    default_classes=self.default_classes)
 
     def status(self, ticket: str) -> dict:
         """Where request ``ticket`` is: waiting (``ahead`` requests before it) or running."""
@@ -460,6 +468,9 @@ def parse_args(argv=None):
     p.add_argument('--random-arch', default=None,
                    help='without weights: random weights of this architecture (e.g. EVA02-B-16) '
                         'instead of the tiny tower')
+    p.add_argument('--random-weights', action='store_true',
+                   help='without weights: a tiny tower with random weights instead of the '
+                        'miniature world\'s trained towers')
     p.add_argument('--host', default=HOST,
                    help='address to listen on (default 127.0.0.1: this machine only). Another address '
                         '(e.g. 0.0.0.0) makes the page reachable from the network, without '
@@ -493,7 +504,18 @@ def build_app(args) -> SegmentationApp:
         wanted[1] = args.text_checkpoint
     have = [w for w in wanted if w and osp.isfile(w)]
     random_weights = ''
-    if not args.checkpoint and len(have) < 2:
+    world = None
+    if (not args.checkpoint and len(have) < 2 and args.config is None and not args.text_checkpoint
+            and not args.random_arch and not args.random_weights):
+        from declip_mm.miniworld.world_demo import world_default
+        world = world_default()  # the world towers (shipped or cached), None when absent
+    if world is not None:
+        cfg = resolve_config(world['config'])
+        cfg.merge_from_dict(world['cfg_options'])
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        print(world['banner'])
+    elif not args.checkpoint and len(have) < 2:
         from declip_mm.testing import tiny_clip_config
         arch = args.random_arch or dict(tiny_clip_config('eva02'), _delete_=True)
         name = args.random_arch or 'tiny EVA02-style tower'
@@ -511,7 +533,16 @@ def build_app(args) -> SegmentationApp:
     limits = dict(max_image_bytes=int(args.max_image_mb * 2**20), max_pixels=args.max_pixels,
                   max_classes=args.max_classes, max_names=args.max_names,
                   max_name_length=args.max_name_length)
-    return SegmentationApp(inferencer, random_weights, limits=limits)
+    if world is None:
+        return SegmentationApp(inferencer, random_weights, limits=limits)
+    from declip_mm.miniworld.world_demo import world_samples
+    samples = {}
+    for name, img in world_samples().items():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format='PNG')
+        samples[name] = buf.getvalue()
+    return SegmentationApp(inferencer, limits=limits, samples=samples, banner=world['banner'],
+                           default_classes=world['classes'])
 
 
 def make_server(args):

@@ -138,6 +138,9 @@ class DeCLIPInferencer:
     Args:
         model (str | Path | Config, optional): a config file, a config name under ``configs/``
             (e.g. ``'declip_eva02-b16_training-free_ade20k-448'``, the default) or a Config.
+            ``DeCLIPInferencer()`` with no argument at all, while the default config's weight
+            files are absent, runs the miniature world's towers (shipped or cached, see
+            docs/miniworld.md) with the world's 17 class names; :attr:`world_banner` says so.
         checkpoint (str, optional): a CLIP checkpoint, a DeCLIP export (image tower; becomes
             ``model.backbone.pretrained``) or a whole-segmentor checkpoint (e.g. a trained CAT-Seg;
             loaded into the model; it must fit tensor by tensor). None uses the weights the config
@@ -170,6 +173,16 @@ class DeCLIPInferencer:
         from mmengine.registry import init_default_scope
         from mmseg.registry import MODELS
 
+        #: set when the miniature world's towers stand in for absent weights (docs/miniworld.md)
+        self.world_banner = ''
+        if model is None and checkpoint is None and not cfg_options and text_checkpoint is None:
+            from ..miniworld.world_demo import world_default_without_weights
+            world = world_default_without_weights(resolve_config(None))
+            if world is not None:  # no weights at all: the world towers, the world's classes
+                model, cfg_options = world['config'], world['cfg_options']
+                classes = world['classes'] if classes is None else classes
+                self.world_banner = world['banner']
+                print(self.world_banner)
         cfg = resolve_config(model)
         if cfg_options:
             cfg.merge_from_dict(cfg_options)

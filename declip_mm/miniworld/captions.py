@@ -4,7 +4,9 @@ Rules (pinned by tests/miniworld/test_generator.py): a caption names only classe
 scene; when a thing is visible it names at least one thing class (the contrastive loss must see the
 things, not only the backgrounds); a number word ("two fish") is the exact count of that class's
 visible objects; a colour word ("a red fish") is only used for a class with one visible object, and
-is that object's main colour. Stuff is named only if it covers at least 10 % of the image.
+is that object's main colour; it is rare (``colour_prob`` = 5 % of single objects by default: with
+frequent colour words the tiny CLIP matched captions by colour and never learned the thing classes,
+docs/miniworld.md). Stuff is named only if it covers at least 10 % of the image.
 """
 from __future__ import annotations
 
@@ -57,10 +59,16 @@ def _article(word):
     return 'an' if word[0] in 'aeiou' else 'a'
 
 
-def thing_phrase(name, count, rng, colour=None):
+#: probability that a single visible object is named with its body colour ("a red fish")
+COLOUR_PROB = 0.05
+#: probability that a caption of a scene with things and enough stuff also names the stuff
+STUFF_PROB = 0.6
+
+
+def thing_phrase(name, count, rng, colour=None, colour_prob=COLOUR_PROB):
     """Noun phrase for ``count`` visible objects of class ``name`` (count exact when a number)."""
     if count == 1:
-        if colour is not None and rng.random() < 0.25:
+        if colour is not None and rng.random() < colour_prob:
             return f'{_article(colour)} {colour} {name}'
         return rng.choice([f'{_article(name)} {name}', f'{_article(name)} {name}', f'one {name}'])
     plural = PLURALS[name]
@@ -70,8 +78,11 @@ def thing_phrase(name, count, rng, colour=None):
                       else [plural, f'some {plural}'])
 
 
-def make_caption(scene, rng) -> str:
-    """A caption of ``scene`` (a generator.Scene) drawn with ``rng`` (see the module rules)."""
+def make_caption(scene, rng, colour_prob: float = COLOUR_PROB, stuff_prob: float = STUFF_PROB) -> str:
+    """A caption of ``scene`` (a generator.Scene) drawn with ``rng`` (see the module rules).
+
+    ``colour_prob`` / ``stuff_prob``: see :data:`COLOUR_PROB`, :data:`STUFF_PROB` (the world's
+    captions use the defaults; the CLIP trainer may name the stuff less often)."""
     counts = Counter(name for name, _ in scene.objects)
     first_colour = {}
     for (name, _), cnames in zip(scene.objects, scene.colour_names):
@@ -87,8 +98,8 @@ def make_caption(scene, rng) -> str:
         stuff = stuff[:1]                                           # the dominant one only
     if things:
         phrase = join_words(thing_phrase(t, counts[t], rng, first_colour[t] if counts[t] == 1
-                                         else None) for t in things)
-        if stuff and rng.random() < 0.6:
+                                         else None, colour_prob) for t in things)
+        if stuff and rng.random() < stuff_prob:
             template = _BOTH_TEMPLATES[int(rng.integers(len(_BOTH_TEMPLATES)))]
             return template.format(things=phrase, stuff=join_words(stuff))
         return _THING_TEMPLATES[int(rng.integers(len(_THING_TEMPLATES)))].format(things=phrase)

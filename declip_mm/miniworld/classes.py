@@ -7,7 +7,7 @@ and texture, as grass or snow do.
 """
 from __future__ import annotations
 
-WORLD_VERSION = 'miniworld-3'
+WORLD_VERSION = 'miniworld-4'
 
 THING_CLASSES: tuple[str, ...] = (
     'fish', 'star', 'heart', 'moon', 'tree', 'house', 'kite', 'donut', 'leaf', 'arrow', 'flower')

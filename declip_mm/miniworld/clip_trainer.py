@@ -35,7 +35,8 @@ from torch import Tensor
 
 from .tower_configs import CLIP_MEAN, CLIP_STD, CLIP_TRAINER_VERSION, WORLD_CLIP_CONFIG
 
-__all__ = ['CLIPTrainSettings', 'stream_seeds', 'render_caption_batch', 'to_model_input',
+__all__ = ['CLIPTrainSettings', 'stream_seeds', 'render_caption_batch', 'render_training_batch',
+           'to_model_input',
            'build_clip_model', 'param_groups', 'cosine_lr', 'clip_loss_step', 'train_clip',
            'save_clip']
 
@@ -43,8 +44,8 @@ __all__ = ['CLIPTrainSettings', 'stream_seeds', 'render_caption_batch', 'to_mode
 #: (``layouts.py``) reserves the splits 'clip', 'vfm' and 'zero_shot' for the tower trainers, so no
 #: stream meets a scene of the written layouts (pairs, unlabeled images, benchmark, CAT-Seg split);
 #: the zero-shot objects and the correlation scenes share the 'zero_shot' split in disjoint halves
-STREAMS = {'clip_train': ('clip', 0), 'vfm_train': ('vfm', 0), 'zero_shot': ('zero_shot', 0),
-           'correlation': ('zero_shot', 1 << 23)}
+STREAMS = {'clip_train': ('clip', 0), 'clip_objects': ('clip', 1 << 23), 'vfm_train': ('vfm', 0),
+           'zero_shot': ('zero_shot', 0), 'correlation': ('zero_shot', 1 << 23)}
 STREAM_SPAN = 1 << 23
 
 
@@ -74,17 +75,33 @@ class CLIPTrainSettings:
         image_size (int): scene side (pixels).
         hflip (bool): random horizontal flips.
         threads (int): torch intra-op threads.
+        object_fraction (float): share of each batch made of single-object images (``render_object``
+            of the ``'clip_objects'`` stream) captioned by the class name alone ("a photo of a
+            kite"); the rest are scenes with the generator's captions.
+        object_thing_prob (float): share of those single-object images that show a thing (the others
+            are stuff patches).
+        shared_stuff_prob (float): probability that all the scenes of a batch are drawn on the same
+            1-2 stuff classes (``render_scene(classes=...)``), so that only the thing words tell
+            their captions apart.
+        caption_stuff_prob (float): probability that a scene caption with things also names the
+            stuff (``make_caption(stuff_prob=...)``; the world's captions use 0.6).
+        logit_scale_init (float): initial ``exp(logit_scale)`` (open_clip: 1 / 0.07).
     """
-    steps: int = 400
+    steps: int = 1500
     batch_size: int = 96
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.1
-    warmup: int = 20
+    warmup: int = 25
     seed: int = 0
     world_seed: int = 0
     image_size: int = 64
     hflip: bool = True
     threads: int = 2
+    object_fraction: float = 0.75
+    object_thing_prob: float = 0.8
+    shared_stuff_prob: float = 0.75
+    caption_stuff_prob: float = 0.3
+    logit_scale_init: float = 1 / 0.07
 
 
 def render_caption_batch(seeds: Sequence[int], size: int) -> Tuple[np.ndarray, List[str]]:
@@ -96,6 +113,54 @@ def render_caption_batch(seeds: Sequence[int], size: int) -> Tuple[np.ndarray, L
         images.append(scene.image)
         captions.append(scene.caption)
     return np.stack(images), captions
+
+
+def render_training_batch(step: int, s: CLIPTrainSettings, rng: np.random.Generator
+                          ) -> Tuple[np.ndarray, List[str], Dict[str, Any]]:
+    """The image-caption pairs of training step ``step`` (see :class:`CLIPTrainSettings`): scenes of
+    the ``'clip_train'`` stream (indices ``step * batch_size + i``), optionally on a stuff set shared
+    by the batch, then single-object images of the ``'clip_objects'`` stream (same indices); ``rng``
+    draws the shared stuff, the object classes and the object captions.
+
+    Returns:
+        tuple: images (B, S, S, 3) uint8, captions, and ``info``: ``scene_seeds``, ``stuff`` (the
+        shared stuff classes or ``None``), ``object_seeds`` and ``object_classes``.
+    """
+    from .captions import _STUFF_TEMPLATES, _THING_TEMPLATES, make_caption, thing_phrase
+    from .classes import STUFF_CLASSES, THING_CLASSES
+    from .generator import render_object, render_scene
+    n_obj = int(round(s.batch_size * s.object_fraction))
+    n_scene = s.batch_size - n_obj
+    classes = None
+    if n_scene and rng.random() < s.shared_stuff_prob:
+        k = int(rng.integers(1, 3))
+        stuff = [STUFF_CLASSES[i] for i in rng.choice(len(STUFF_CLASSES), size=k, replace=False)]
+        classes = tuple(THING_CLASSES) + tuple(stuff)
+    images, captions = [], []
+    info: Dict[str, Any] = dict(
+        scene_seeds=stream_seeds('clip_train', s.world_seed, step * s.batch_size, n_scene),
+        stuff=None if classes is None else classes[len(THING_CLASSES):],
+        object_seeds=stream_seeds('clip_objects', s.world_seed, step * s.batch_size, n_obj),
+        object_classes=[])
+    for seed in info['scene_seeds']:
+        scene = render_scene(int(seed), s.image_size, classes=classes,
+                             n_stuff=None if classes is None else len(classes) - len(THING_CLASSES),
+                             caption=False)
+        images.append(scene.image)
+        captions.append(make_caption(scene, np.random.default_rng([int(seed), 0xCA9]),
+                                     stuff_prob=s.caption_stuff_prob))
+    for seed in info['object_seeds']:
+        if rng.random() < s.object_thing_prob:
+            name = THING_CLASSES[int(rng.integers(len(THING_CLASSES)))]
+            tpl = _THING_TEMPLATES[int(rng.integers(len(_THING_TEMPLATES)))]
+            captions.append(tpl.format(things=thing_phrase(name, 1, rng)))
+        else:
+            name = STUFF_CLASSES[int(rng.integers(len(STUFF_CLASSES)))]
+            captions.append(_STUFF_TEMPLATES[int(rng.integers(len(_STUFF_TEMPLATES)))]
+                            .format(stuff=name))
+        info['object_classes'].append(name)
+        images.append(render_object(name, int(seed), s.image_size)[0])
+    return np.stack(images), captions, info
 
 
 def to_model_input(images: np.ndarray, mean: Sequence[float] = CLIP_MEAN,
@@ -187,6 +252,8 @@ def train_clip(cfg: Optional[Dict[str, Any]] = None,
         torch.manual_seed(s.seed)
         rng = np.random.default_rng([s.seed, 0xC11F])
         model = build_clip_model(cfg)
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(s.logit_scale_init))
         model.train()
         ctx = int(cfg['text_cfg'].get('context_length', 77))
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
@@ -198,8 +265,7 @@ def train_clip(cfg: Optional[Dict[str, Any]] = None,
         t0 = time.time()
         window: List[float] = []
         for step in range(s.steps):
-            seeds = stream_seeds('clip_train', s.world_seed, step * s.batch_size, s.batch_size)
-            images, captions = render_caption_batch(seeds, s.image_size)
+            images, captions, _ = render_training_batch(step, s, rng)
             if s.hflip:
                 flip = rng.random(len(images)) < 0.5
                 images[flip] = images[flip, :, ::-1]

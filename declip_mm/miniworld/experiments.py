@@ -185,15 +185,17 @@ def _load_cfg(path: str):
 
 # the evaluations -----------------------------------------------------------------------------------
 def evaluate_segmentation(inputs: WorldInputs, mode: str, work_dir: str, checkpoint: Optional[str],
-                          settings: ExperimentSettings) -> Dict[str, float]:
+                          settings: ExperimentSettings,
+                          extra: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
     """``tools/test.py`` on the training-free config: the tiny CLIP (or ``checkpoint``, an exported
-    image tower) in ``mode`` on the world's benchmark."""
+    image tower) in ``mode`` on the world's benchmark (``extra``: more top-level config keys)."""
     overrides = dict(
         model=dict(backbone=dict(model_name=inputs.clip['config'], pretrained=inputs.clip['weights'],
                                  attn_mode=mode),
                    text_encoder=_text_options(inputs)),
         test_dataloader=dict(num_workers=0, dataset=dict(data_root=inputs.paths['ade_root'],
                                                          **_subset(settings.bench_images))))
+    overrides.update(extra or {})
     cfg = write_run_config(osp.join(work_dir, 'run_config.py'), TF_CONFIG, overrides,
                            f'Training-free mIoU, attn_mode {mode}.')
     return run_tool('test', cfg, work_dir, checkpoint)
@@ -219,8 +221,9 @@ def _region_entry(metrics: Dict[str, float]) -> Dict[str, float]:
 
 # DeCLIP ----------------------------------------------------------------------------------------------
 def train_declip(inputs: WorldInputs, variant: str, seed: int, work_dir: str,
-                 settings: ExperimentSettings) -> str:
-    """``tools/train.py`` on the variant's config; returns the last exported tower."""
+                 settings: ExperimentSettings, extra: Optional[Dict[str, Any]] = None) -> str:
+    """``tools/train.py`` on the variant's config; returns the last exported tower (``extra``: more
+    top-level config keys, e.g. ``log_level``)."""
     name, _ = DECLIP_CONFIGS[variant]
     base = osp.join(CONFIG_DIR, name)
     cfg0 = _load_cfg(base)
@@ -247,6 +250,7 @@ def train_declip(inputs: WorldInputs, variant: str, seed: int, work_dir: str,
         loader['batch_size'] = int(settings.declip_batch)
     overrides = dict(model=model, train_dataloader=loader, randomness=dict(seed=int(seed)),
                      train_cfg=dict(max_epochs=epochs), param_scheduler=sched)
+    overrides.update(extra or {})
     cfg = write_run_config(osp.join(work_dir, 'run_config.py'), base, overrides,
                            f'DeCLIP variant {variant}, seed {seed}.')
     run_tool('train', cfg, work_dir)
@@ -449,7 +453,9 @@ def format_table(results: Dict[str, Any]) -> str:
 # tools/miniworld.py's phases -------------------------------------------------------------------------
 def settings_from_context(ctx) -> ExperimentSettings:
     """The settings of a ``tools/miniworld.py`` run: ``ctx.experiment_settings`` if set (tests),
-    else the configs' recipe (``--quick``: 1 seed, 1 epoch, short CAT-Seg)."""
+    else the configs' recipe (``--quick``: 1 seed, 1 epoch, short CAT-Seg), with the schedule
+    options ``--seeds``, ``--declip-epochs``, ``--declip-images``, ``--catseg-iters``,
+    ``--catseg-images`` applied."""
     s = getattr(ctx, 'experiment_settings', None)
     if s is None:
         s = ExperimentSettings(threads=getattr(ctx.args, 'threads', 2))
@@ -460,6 +466,10 @@ def settings_from_context(ctx) -> ExperimentSettings:
             if not seeds:
                 s.seeds = (0, )
             s.declip_epochs, s.catseg_iters = 1, 50
+        for name in ('declip_epochs', 'declip_images', 'catseg_iters', 'catseg_images'):
+            value = getattr(ctx.args, name, None)       # tools/miniworld.py's schedule options
+            if value is not None:
+                setattr(s, name, int(value))
     s.check()
     return s
 

@@ -21,12 +21,16 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-__all__ = ['SHIPPED_DIR', 'TOKEN_KEY', 'zero_unseen_tokens', 'pack_tower', 'unpack_tower',
-           'shipped_tower']
+__all__ = ['SHIPPED_DIR', 'TOKEN_KEY', 'MANIFEST', 'zero_unseen_tokens', 'pack_tower',
+           'unpack_tower', 'shipped_tower', 'shipped_figures', 'ship_towers', 'read_manifest']
 
 SHIPPED_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'weights')
 #: the CLIP text tower's token-embedding table (open_clip ``TextTransformer`` under ``text.``)
 TOKEN_KEY = 'text.token_embedding.weight'
+#: the file beside the archives: command, seeds, versions, keys and the figures of the archives
+MANIFEST = 'manifest.json'
+#: sizes of the figures recorded in the manifest (objects per class, correlation scenes)
+SHIPPED_FIGURE_SIZES = dict(n_per_class=50, n_scenes=200)
 
 
 def zero_unseen_tokens(sd: Dict[str, torch.Tensor], seen: Any) -> Dict[str, torch.Tensor]:
@@ -121,3 +125,68 @@ def shipped_tower(kind: str, cache_dir: str, key: Optional[str] = None) -> Optio
             if json.loads(bytes(z['__record']).decode()).get('key') != key:
                 return None
     return unpack_tower(archive, cache_dir, kind)
+
+
+def shipped_figures(clip: Dict[str, Any], vfm: Dict[str, Any], world_seed: int,
+                    n_per_class: int = SHIPPED_FIGURE_SIZES['n_per_class'],
+                    n_scenes: int = SHIPPED_FIGURE_SIZES['n_scenes']) -> Dict[str, Any]:
+    """The figures of unpacked towers (``clip`` / ``vfm``: dicts with ``config`` and ``weights``
+    paths): zero-shot top-1 per class of the CLIP and the correlation agreement of the VFM (trained
+    and random weights), as ``tower_figures.py`` measures them."""
+    from .clip_trainer import stream_seeds
+    from .tower_figures import _imagenet_input, clip_figures, load_world_vfm
+    from .zero_shot import correlation_agreement
+    with open(clip['config']) as f:
+        clip_cfg = json.load(f)
+    with open(vfm['config']) as f:
+        spec = json.load(f)
+    zs = clip_figures(clip_cfg, clip['weights'], world_seed, n_per_class)
+    seeds = stream_seeds('correlation', world_seed, 0, n_scenes)
+    corr = {}
+    for tag, w in (('trained', vfm['weights']), ('random', None)):
+        torch.manual_seed(0)
+        teacher = load_world_vfm(spec, w)
+        corr[f'vfm_{tag}'] = correlation_agreement(
+            lambda im, t=teacher: t(_imagenet_input(im)), seeds, 64, teacher.patch_size)
+    return dict(zero_shot=zs, correlation=corr, n_per_class=n_per_class, n_scenes=n_scenes)
+
+
+def ship_towers(clip: Dict[str, Any], vfm: Dict[str, Any], world_seed: int, command: str,
+                cache_dir: str, out_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Archive the trained ``clip`` / ``vfm`` towers (dicts with ``weights``, ``config``,
+    ``record`` paths, as ``tower_cache`` returns them) into ``out_dir`` (default
+    :data:`SHIPPED_DIR`), unpack the archives into ``cache_dir`` and measure their figures
+    (:func:`shipped_figures`), and write :data:`MANIFEST`: the command, world seed, versions, keys,
+    training settings and wall times, the archives' sizes and SHA-1, and the figures (of the
+    float16 archives as unpacked, so evaluating the shipped towers reproduces them exactly)."""
+    from .classes import WORLD_VERSION
+    out_dir = out_dir or SHIPPED_DIR
+    unpacked, records, files = {}, {}, {}
+    for kind, paths in (('clip', clip), ('vfm', vfm)):
+        archive = pack_tower(paths['weights'], paths['config'], paths['record'],
+                             osp.join(out_dir, f'world_{kind}.npz'))
+        unpacked[kind] = unpack_tower(archive, cache_dir, kind)
+        records[kind] = unpacked[kind]['record']
+        files[kind] = dict(file=osp.basename(archive), bytes=osp.getsize(archive),
+                           sha1=_sha1(archive))
+    manifest = dict(
+        command=command, world_seed=int(world_seed), world_version=WORLD_VERSION,
+        towers={kind: dict(files[kind], key=rec.get('key'),
+                           trainer_version=rec.get('trainer_version'),
+                           settings=rec.get('settings'), wall_time_s=rec.get('wall_time_s'),
+                           loss_curve_end=(rec.get('loss_curve') or [None])[-1])
+                for kind, rec in records.items()},
+        figures=shipped_figures(unpacked['clip'], unpacked['vfm'], world_seed),
+        torch=torch.__version__)
+    with open(osp.join(out_dir, MANIFEST), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def read_manifest(out_dir: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The shipped towers' manifest, or ``None`` when nothing is shipped."""
+    path = osp.join(out_dir or SHIPPED_DIR, MANIFEST)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -25,12 +25,14 @@ __all__ = ['tower_key', 'tower_paths', 'get_world_clip', 'get_world_vfm']
 
 
 def tower_key(kind: str, arch: Dict[str, Any], settings: Any) -> str:
-    """``<kind>-<world version>-<trainer version>-w<world seed>-<sha1 of arch + settings>``."""
+    """``<kind>-<world version>-<trainer version>-w<world seed>-<sha1 of arch + settings>``; the
+    settings' ``threads`` (how many cores train, not what is trained) is left out of the hash."""
     from .classes import WORLD_VERSION
     if kind not in ('clip', 'vfm'):
         raise ValueError(f"kind must be 'clip' or 'vfm', got {kind!r}")
     version = CLIP_TRAINER_VERSION if kind == 'clip' else VFM_TRAINER_VERSION
-    blob = json.dumps(dict(arch=arch, settings=asdict(settings)), sort_keys=True)
+    recipe = {k: v for k, v in asdict(settings).items() if k != 'threads'}
+    blob = json.dumps(dict(arch=arch, settings=recipe), sort_keys=True)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f'{kind}-{WORLD_VERSION}-{version}-w{settings.world_seed}-{digest}'
 

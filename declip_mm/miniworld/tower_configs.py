@@ -22,8 +22,8 @@ __all__ = ['CLIP_TRAINER_VERSION', 'VFM_TRAINER_VERSION', 'WORLD_CLIP_CONFIG', '
            'WORLD_TEMPLATES', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'world_clip_config', 'world_vfm_spec']
 
-CLIP_TRAINER_VERSION = 'clip-trainer-1'
-VFM_TRAINER_VERSION = 'vfm-trainer-1'
+CLIP_TRAINER_VERSION = 'clip-trainer-2'
+VFM_TRAINER_VERSION = 'vfm-trainer-2'
 
 #: the normalisations of the project's configs (``clip_mean`` / ``imagenet_mean`` of the bases):
 #: OpenAI CLIP's for the CLIP tower, ImageNet's for the VFM teacher

@@ -68,11 +68,11 @@ class VFMTrainSettings:
         ibot_weight (float): weight of the patch term.
         seed (int), world_seed (int), image_size (int), threads (int): as for the CLIP.
     """
-    steps: int = 300
+    steps: int = 800
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.04
-    warmup: int = 20
+    warmup: int = 30
     momentum: float = 0.99
     out_dim: int = 512
     student_temp: float = 0.1
@@ -80,8 +80,8 @@ class VFMTrainSettings:
     center_momentum: float = 0.9
     n_local: int = 2
     local_size: int = 32
-    global_scale: Tuple[float, float] = (0.4, 1.0)
-    local_scale: Tuple[float, float] = (0.1, 0.4)
+    global_scale: Tuple[float, float] = (0.3, 1.0)
+    local_scale: Tuple[float, float] = (0.08, 0.3)
     mask_prob: float = 0.5
     mask_ratio: Tuple[float, float] = (0.1, 0.5)
     ibot_weight: float = 1.0

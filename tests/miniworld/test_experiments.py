@@ -229,6 +229,23 @@ def test_phases_registered_in_tools_miniworld():
         E.ExperimentSettings(variants=('contents', )).check()
 
 
+def test_cli_schedule_options_reach_the_experiment_settings():
+    mw = load_tool('miniworld')
+
+    class Ctx:
+        args = mw.parse_args(['--out', 'x', '--seeds', '3,4', '--declip-epochs', '2',
+                              '--declip-images', '64', '--catseg-iters', '40', '--catseg-images',
+                              '32', '--threads', '1'])
+
+    s = E.settings_from_context(Ctx)
+    assert (s.seeds, s.declip_epochs, s.declip_images, s.catseg_iters, s.catseg_images, s.threads) \
+        == ((3, 4), 2, 64, 40, 32, 1)
+    Ctx.args = mw.parse_args(['--out', 'x'])
+    s = E.settings_from_context(Ctx)
+    assert (s.seeds, s.declip_epochs, s.declip_images, s.catseg_iters) == ((0, 1, 2), None, None,
+                                                                            None)
+
+
 def test_cli_phase_uses_the_world_and_towers_of_earlier_phases(tmp_path, monkeypatch):
     """tools/miniworld.py --phases world,clip,vfm,training_free: the experiment phase reads the world
     and the towers the earlier phases recorded, and results.json holds its numbers."""

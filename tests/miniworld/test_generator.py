@@ -119,7 +119,10 @@ def test_captions_name_only_what_is_present():
         for c in sorted(ALL_CLASSES + tuple(PLURALS.values()) + tuple(PALETTE), key=len, reverse=True):
             tpl = re.sub(rf'\b{c}\b', 'X', tpl)
         templates.add(re.sub(r'\b(one|two|three|four|five|a|an|some|several)\b', 'N', tpl))
-    assert len(templates) >= 30 and n_counts >= 100 and n_colours >= 10 and n_partial >= 20
+    assert len(templates) >= 30 and n_counts >= 100 and n_partial >= 20
+    # colour words exist but are rare (captions.COLOUR_PROB = 5 % of single objects; at the former
+    # 25 % the 200 captions held ~4 times more): a caption must rarely be matched by colour
+    assert 3 <= n_colours <= 30, n_colours
 
 
 def test_determinism_and_seeds_differ():

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from declip_mm.miniworld import ALL_CLASSES, STUFF_CLASSES, THING_CLASSES
 from declip_mm.miniworld.clip_trainer import (CLIPTrainSettings, build_clip_model, clip_loss_step,
                                               cosine_lr, param_groups, render_caption_batch,
-                                              save_clip, stream_seeds, to_model_input, train_clip)
+                                              render_training_batch, save_clip, stream_seeds,
+                                              to_model_input, train_clip)
 from declip_mm.miniworld.layouts import SPLIT_IDS, scene_seed
 from declip_mm.miniworld.tower_configs import CLIP_MEAN, CLIP_STD, world_clip_config, world_vfm_spec
 from declip_mm.miniworld.vfm_trainer import (VFMTrainSettings, dino_loss, ibot_loss, save_vfm,
@@ -116,6 +117,57 @@ def test_clip_loss_learns_a_fixed_batch():
     assert losses[-1] < math.log(16) - 0.8 < losses[0]
 
 
+def test_training_batch_without_the_new_knobs_is_the_worlds_pairs():
+    """object_fraction 0, shared_stuff_prob 0, caption_stuff_prob 0.6: the scenes of the stream
+    with the world's own captions (the clip-trainer-1 recipe)."""
+    s = CLIPTrainSettings(batch_size=12, image_size=32, object_fraction=0.0, shared_stuff_prob=0.0,
+                          caption_stuff_prob=0.6)
+    images, captions, info = render_training_batch(3, s, np.random.default_rng(0))
+    ref_images, ref_captions = render_caption_batch(stream_seeds('clip_train', 0, 36, 12), 32)
+    np.testing.assert_array_equal(images, ref_images)
+    assert captions == ref_captions and info['stuff'] is None and info['object_seeds'] == []
+
+
+def test_training_batch_shared_stuff_and_single_objects():
+    """Shared stuff: every scene is drawn on the batch's 1-2 stuff classes and its caption names no
+    other; single objects: ``render_object`` of the stream's seeds, captioned by their class only."""
+    import re
+
+    from declip_mm.miniworld import PLURALS, render_object, render_scene
+    from declip_mm.miniworld.classes import CLASS_INDEX
+    plural_to_class = {p: c for c, p in PLURALS.items()}
+    s = CLIPTrainSettings(batch_size=24, image_size=32, object_fraction=0.5, shared_stuff_prob=1.0,
+                          caption_stuff_prob=0.0, object_thing_prob=0.7)
+    stuff_sets = set()
+    for step in range(6):
+        images, captions, info = render_training_batch(step, s, np.random.default_rng(step))
+        assert len(images) == len(captions) == 24
+        stuff = info['stuff']
+        assert stuff is not None and 1 <= len(stuff) <= 2 and set(stuff) <= set(STUFF_CLASSES)
+        stuff_sets.add(tuple(stuff))
+        assert info['scene_seeds'] == stream_seeds('clip_train', 0, step * 24, 12)
+        assert info['object_seeds'] == stream_seeds('clip_objects', 0, step * 24, 12)
+        for i, seed in enumerate(info['scene_seeds']):
+            sc = render_scene(seed, 32, classes=THING_CLASSES + tuple(stuff), n_stuff=len(stuff),
+                              caption=False)
+            np.testing.assert_array_equal(images[i], sc.image)
+            present_stuff = {c for c in sc.present if c in STUFF_CLASSES}
+            assert present_stuff <= set(stuff)
+            words = set(re.findall(r'[a-z]+', captions[i]))
+            named = {plural_to_class.get(w, w) for w in words} & set(CLASS_INDEX)
+            assert named <= set(sc.present)
+            if sc.objects:   # caption_stuff_prob 0: a caption of a scene with things names no stuff
+                assert not named & set(STUFF_CLASSES), captions[i]
+        for j, (seed, name) in enumerate(zip(info['object_seeds'], info['object_classes'])):
+            np.testing.assert_array_equal(images[12 + j], render_object(name, seed, 32)[0])
+            words = set(re.findall(r'[a-z]+', captions[12 + j]))
+            assert {plural_to_class.get(w, w) for w in words} & set(CLASS_INDEX) == {name}
+    assert len(stuff_sets) > 1          # the shared set changes between batches
+    s.shared_stuff_prob, s.object_fraction = 0.0, 0.25
+    _, _, info = render_training_batch(0, s, np.random.default_rng(0))
+    assert info['stuff'] is None and len(info['object_seeds']) == 6
+
+
 def test_param_groups_decay_only_matrices():
     model = build_clip_model(TINY_CLIP)
     no_decay, decay = param_groups(model, 0.1)
@@ -132,9 +184,10 @@ def test_streams_are_disjoint_from_the_world_layouts():
                                                                      'catseg_train')
             for i in range(50)}
     streams = {name: set(stream_seeds(name, w, 0, 50)) for w in (0, 1)
-               for name in ('clip_train', 'vfm_train', 'zero_shot', 'correlation')}
+               for name in ('clip_train', 'clip_objects', 'vfm_train', 'zero_shot', 'correlation')}
     for name, seeds in streams.items():
         assert not seeds & used, name
+    assert not set(stream_seeds('clip_train', 0, 0, 50)) & set(stream_seeds('clip_objects', 0, 0, 50))
     assert not set(stream_seeds('zero_shot', 0, 0, 50)) & set(stream_seeds('correlation', 0, 0, 50))
     assert stream_seeds('clip_train', 0, 5, 2) == [scene_seed(0, 'clip', 5), scene_seed(0, 'clip', 6)]
     assert 'clip' in SPLIT_IDS

@@ -34,6 +34,9 @@ def test_tower_key_depends_on_versions_settings_and_world(monkeypatch):
     assert key.startswith('clip-') and '-w0-' in key
     assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(steps=s.steps + 1)) != key
     assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(world_seed=1)) != key
+    assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(object_fraction=0.1)) != key
+    # the cores that train are not part of the recipe
+    assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(threads=7)) == key
     assert tower_cache.tower_key('clip', world_clip_config(depth=3), s) != key
     monkeypatch.setattr(tower_cache, 'CLIP_TRAINER_VERSION', 'clip-trainer-x')
     assert tower_cache.tower_key('clip', TINY_CLIP, s) != key

@@ -10,8 +10,8 @@ quickstart = load_tool('quickstart')
 
 def test_quickstart_reduced(tmp_path, capsys):
     out = tmp_path / 'qs'
-    metrics = quickstart.main(['--out-dir', str(out), '--epochs', '2', '--max-side', '96',
-                               '--eval-short-side', '64'])
+    metrics = quickstart.main(['--out-dir', str(out), '--random-towers', '--epochs', '2',
+                               '--max-side', '96', '--eval-short-side', '64'])
     text = capsys.readouterr().out
     assert 'RANDOM weights' in text
     assert '| epoch | loss_content | loss_context | loss |' in text and '| 2 |' in text

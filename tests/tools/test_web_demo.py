@@ -30,7 +30,8 @@ def photo(h=45, w=70):
 
 @pytest.fixture
 def server():
-    srv, app = web_demo.make_server(web_demo.parse_args(['--port', '0', '--cfg-options', *FAST]))
+    srv, app = web_demo.make_server(web_demo.parse_args(['--port', '0', '--random-weights',
+                                                              '--cfg-options', *FAST]))
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     assert srv.server_address[0] == '127.0.0.1'  # never reachable from another machine

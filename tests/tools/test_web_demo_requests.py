@@ -48,7 +48,8 @@ class Gate:
 @pytest.fixture(scope='module')
 def server():
     srv, app = web_demo.make_server(web_demo.parse_args(
-        ['--port', '0', '--allow-host', 'demo.example', '--cfg-options', *FAST]))
+        ['--port', '0', '--random-weights', '--allow-host', 'demo.example', '--cfg-options',
+         *FAST]))
     app.inferencer = Gate(app.inferencer)
     app.http_server = srv
     threading.Thread(target=srv.serve_forever, daemon=True).start()
