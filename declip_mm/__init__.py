@@ -23,9 +23,7 @@ use_importlib_package_lookup()
 
 from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers)
 from .mmdet_registration import register_into_mmdet  # noqa: E402
-from .models import (DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor,  # noqa: E402
-                     SimplePyramidResampler)
-
+from .models import DeCLIPTextEncoder, DeCLIPVisionTransformer, DeCLIPZeroShotSegmentor, SimplePyramidResampler  # noqa: E402
 
 MMDET_REGISTERED = register_into_mmdet()
 

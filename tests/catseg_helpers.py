@@ -3,7 +3,6 @@ import glob
 import json
 import os.path as osp
 
-
 from declip_mm.testing import tiny_clip_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -21,8 +21,9 @@ def _seed_and_scope():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    import declip_mm  # noqa: F401  (registers)
     from mmengine.registry import init_default_scope
+
+    import declip_mm  # noqa: F401  (registers)
     init_default_scope('mmseg')
     yield
 

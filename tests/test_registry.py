@@ -5,8 +5,9 @@ from mmengine.registry import init_default_scope
 
 
 def test_bare_import_registers_everything():
-    import declip_mm
     from mmseg.registry import MODELS
+
+    import declip_mm
     for name in ('DeCLIPVisionTransformer', 'DeCLIPTextEncoder'):
         assert MODELS.get(name) is getattr(declip_mm, name)
     # mmdet sees the backbone too (mmdet is part of the tested stack)
@@ -16,9 +17,9 @@ def test_bare_import_registers_everything():
 
 
 def test_registered_component_names():
+    from mmseg.registry import DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, TRANSFORMS
+
     import declip_mm  # noqa: F401
-    from mmseg.registry import (DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
-                                PARAM_SCHEDULERS, TRANSFORMS)
     expect = {
         MODELS: ['DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPZeroShotSegmentor',
                  'DeCLIPSegTTAModel', 'VFMTeacher', 'DeCLIPDistiller', 'DeCLIPDataPreprocessor',
@@ -41,9 +42,10 @@ def test_registered_component_names():
 
 def test_names_do_not_clash_with_mmseg():
     """Our names must not shadow anything mmseg itself registers."""
-    import declip_mm  # noqa: F401
     import mmseg.models  # noqa: F401
     from mmseg.registry import MODELS
+
+    import declip_mm  # noqa: F401
     ours = {'DeCLIPVisionTransformer', 'DeCLIPTextEncoder', 'DeCLIPCATSegHead',
             'DeCLIPCATSegSegmentor'}
     # the names of mmseg's own CAT-Seg port (projects/CAT-Seg) are not taken
@@ -73,6 +75,7 @@ def test_custom_imports_builds_through_config(tmp_path):
 
 def test_disk_cache_is_not_a_registered_model():
     """Issue 22.8: the VFM feature cache is a disk cache the distiller constructs, not a model."""
-    import declip_mm  # noqa: F401
     from mmseg.registry import MODELS
+
+    import declip_mm  # noqa: F401
     assert 'VFMFeatureCache' not in MODELS.module_dict and MODELS.get('VFMFeatureCache') is None

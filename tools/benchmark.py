@@ -341,8 +341,14 @@ def case_side(args, mode: str) -> dict:
     """One process of the side-by-side comparison: build, warm up, time, peak memory; in the first
     round also FLOPs (counted once) and what the modes must agree on (saved to ``--_check-dir``)."""
     import declip_mm  # noqa: F401
-    from declip_mm.benchmarking import (count_flops, peak_memory_mib, peak_tensor_bytes, reset_peak,
-                                       tensor_bytes, time_runs)
+    from declip_mm.benchmarking import (
+        count_flops,
+        peak_memory_mib,
+        peak_tensor_bytes,
+        reset_peak,
+        tensor_bytes,
+        time_runs,
+    )
     device = torch.device(args.device)
     case = _side_case(args, mode).to(device)
     run_mode = 'reference' if mode == 'reference' else 'default'

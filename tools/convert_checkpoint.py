@@ -43,8 +43,7 @@ def main(argv=None):
         check_output_path(args.dst, [args.src, args.model_name or ''], args.overwrite)
     except (FileExistsError, ValueError) as err:
         sys.exit(f'convert_checkpoint: {err}')
-    from declip_mm.converters import (infer_model_name, save_checkpoint, summarize_keys,
-                                      to_open_clip_state_dict)
+    from declip_mm.converters import infer_model_name, save_checkpoint, summarize_keys, to_open_clip_state_dict
     from declip_mm.models import DeCLIPTextEncoder, DeCLIPVisionTransformer
     from declip_mm.utils import load_weight_file
 

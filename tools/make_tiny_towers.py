@@ -84,8 +84,13 @@ def write_vfm(out: str, seed: int) -> str:
 def write_data(out: str) -> dict:
     from PIL import Image
 
-    from declip_mm.testing import (BENCHMARK_LAYOUTS, TRAIN_LAYOUTS, write_benchmark_fixture,
-                                   write_ov_coco_fixture, write_panoptic_fixture)
+    from declip_mm.testing import (
+        BENCHMARK_LAYOUTS,
+        TRAIN_LAYOUTS,
+        write_benchmark_fixture,
+        write_ov_coco_fixture,
+        write_panoptic_fixture,
+    )
     data = osp.join(out, 'data')
     write_benchmark_fixture('ade20k', data, num_images=2)
     write_benchmark_fixture('coco_stuff164k_train', data, num_images=4,

@@ -207,12 +207,12 @@ def main(argv=None):
     if args.epochs is None:
         args.epochs = 6
     t0 = time.time()
-    import declip_mm  # noqa: F401
     from mmengine.config import Config
 
+    import declip_mm  # noqa: F401
+    from declip_mm.testing import write_benchmark_fixture
     from declip_mm.tools_support import prepare_test_runner
     from declip_mm.utils import mmengine_checkpoint_loading
-    from declip_mm.testing import write_benchmark_fixture
 
     out = prepare_out_dir(osp.abspath(args.out_dir))
     print(f'== declip_mm quick-start -> {out}')

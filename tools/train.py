@@ -119,10 +119,10 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    import declip_mm  # noqa: F401  (registers)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    import declip_mm  # noqa: F401  (registers)
     from declip_mm.tools_support import fresh_visualizer
     from declip_mm.utils import mmengine_checkpoint_loading
     cfg = fresh_visualizer(build_cfg(args))

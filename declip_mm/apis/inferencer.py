@@ -53,9 +53,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from ..models.segmentors.probability_maps import ClassProbabilityMaps, DenseClassMaps
 from ..utils.package_files import find_config
 from .checkpoints import apply_test_checkpoint
-from ..models.segmentors.probability_maps import ClassProbabilityMaps, DenseClassMaps
 from .overlay import UNLABELED, blend_labels, class_palette, draw_legend, legend_entries
 from .result_files import write_label_png, write_probs_npz
 from .strict_checkpoint import ALLOW_UNTRAINED_KEY, check_trained_head, load_whole_model_checkpoint
@@ -169,9 +169,10 @@ class DeCLIPInferencer:
                  prob_thd: Optional[float] = None,
                  vfm: Union[str, Dict[str, Any], None] = None,
                  vfm_arch: str = 'dino_vitb8') -> None:
-        import declip_mm  # noqa: F401  (registers the components)
         from mmengine.registry import init_default_scope
         from mmseg.registry import MODELS
+
+        import declip_mm  # noqa: F401  (registers the components)
 
         #: set when the miniature world's towers stand in for absent weights (docs/miniworld.md)
         self.world_banner = ''

@@ -1,12 +1,16 @@
-from .benchmarks import (COCO_THING_CLASSES, DeCLIPCOCOObjectDataset, DeCLIPPascalContext59Dataset,
-                         DeCLIPPascalContext60Dataset, DeCLIPPascalVOC20Dataset)
+from .benchmarks import (
+                         COCO_THING_CLASSES,
+                         DeCLIPCOCOObjectDataset,
+                         DeCLIPPascalContext59Dataset,
+                         DeCLIPPascalContext60Dataset,
+                         DeCLIPPascalVOC20Dataset,
+)
+from .class_names import check_class_names, load_class_names
+from .coco_panoptic_regions import COCOPanopticRegionDataset
 from .image_check import truncation_reason
 from .loading import DeCLIPLoadImage
-from .coco_panoptic_regions import COCOPanopticRegionDataset
-from .class_names import check_class_names, load_class_names
-from .transforms import (GRID_LAYOUTS, DeCLIPGridCrops, DeCLIPLetterbox, LoadImageOrSkip,
-                         PackDeCLIPInputs)
 from .panoptic_regions import LoadPanopticRegions, PackRegionInputs
+from .transforms import GRID_LAYOUTS, DeCLIPGridCrops, DeCLIPLetterbox, LoadImageOrSkip, PackDeCLIPInputs
 from .unlabeled_images import UnlabeledImageDataset, iter_coco_image_files
 
 __all__ = ['DeCLIPPascalVOC20Dataset', 'DeCLIPCOCOObjectDataset', 'DeCLIPPascalContext60Dataset',

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmseg.datasets import (BaseSegDataset, COCOStuffDataset, PascalContextDataset,
-                            PascalContextDataset59, PascalVOCDataset)
+from mmseg.datasets import (
+    BaseSegDataset,
+    COCOStuffDataset,
+    PascalContextDataset,
+    PascalContextDataset59,
+    PascalVOCDataset,
+)
 
 from ..registry import DATASETS
 

@@ -12,7 +12,6 @@ import copy
 from typing import Optional
 
 import torch
-
 from mmengine.model import is_model_wrapper
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 

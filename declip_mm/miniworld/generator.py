@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from .captions import make_caption
-from .classes import (ALL_CLASSES, CLASS_INDEX, PALETTE, PALETTE_NAMES, STUFF_CLASSES,
-                      THING_CLASSES)
+from .classes import ALL_CLASSES, CLASS_INDEX, PALETTE, PALETTE_NAMES, STUFF_CLASSES, THING_CLASSES
 
 _PALETTE_RGB = np.array([PALETTE[n] for n in PALETTE_NAMES], dtype=np.float32)
 

@@ -1,4 +1,4 @@
-from .backbones import VFMTeacher, DeCLIPVisionTransformer
+from .backbones import DeCLIPVisionTransformer, VFMTeacher
 from .classifiers import DeCLIPRegionClassifier, RegionDataPreprocessor
 from .distillers import DeCLIPDataPreprocessor, DeCLIPDistiller
 from .heads import DeCLIPCATSegHead

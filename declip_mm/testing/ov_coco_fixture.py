@@ -20,8 +20,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..datasets.ov_coco_classes import (COCO_CATEGORY_IDS, OV_COCO_BASE_CLASSES, OV_COCO_CLASSES,
-                                        OV_COCO_NOVEL_CLASSES)
+from ..datasets.ov_coco_classes import (
+    COCO_CATEGORY_IDS,
+    OV_COCO_BASE_CLASSES,
+    OV_COCO_CLASSES,
+    OV_COCO_NOVEL_CLASSES,
+)
 
 __all__ = ['write_ov_coco_fixture', 'OV_COCO_TRAIN_ANN', 'OV_COCO_VAL_ANN']
 

@@ -11,9 +11,9 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ..datasets.class_names import check_class_names
 from ..apis.checkpoints import apply_test_checkpoint, unwrap_model
 from ..apis.strict_checkpoint import ALLOW_UNTRAINED_KEY, StrictLoadCheckHook, check_trained_head
+from ..datasets.class_names import check_class_names
 
 __all__ = ['prepare_test_runner', 'fresh_visualizer', 'configure_cpu_distributed',
            'drop_training_parts']

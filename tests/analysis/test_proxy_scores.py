@@ -4,8 +4,13 @@ import math
 import pytest
 import torch
 
-from declip_mm.analysis import (attention_entropy, keys_for_mass, proxy_scores, token_correlation,
-                                topk_shared_mass)
+from declip_mm.analysis import (
+    attention_entropy,
+    keys_for_mass,
+    proxy_scores,
+    token_correlation,
+    topk_shared_mass,
+)
 
 
 def uniform(nq, nk):

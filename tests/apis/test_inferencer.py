@@ -93,8 +93,9 @@ def test_quick_mode_is_the_whole_image_protocol(inferencer, tmp_path):
 def test_prob_thd_unlabeled_unless_background(tmp_path):
     """Issue 14 item 9: low-confidence pixels are unlabeled (-1), not the user's first class;
     a class named 'background' (anywhere in the list) receives them."""
-    from declip_mm.testing import write_benchmark_fixture
     from tf_helpers import load_tool
+
+    from declip_mm.testing import write_benchmark_fixture
     demo = load_tool('demo')
     root = write_benchmark_fixture('ade20k', str(tmp_path / 'data'), num_images=1, sizes=[(60, 80)])
     img = osp.join(root, 'images', 'validation', 'ADE_val_00000001.jpg')

@@ -12,7 +12,6 @@ from declip_mm.apis.overlay import UNLABELED, class_palette
 from declip_mm.apis.result_files import read_label_png
 from declip_mm.testing import tiny_clip_config
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 

@@ -159,8 +159,7 @@ def test_distiller_checkpoint_leaves_teachers_out_and_checks_the_rest(tmp_path):
     from mmseg.registry import MODELS
     from train_helpers import TINY_CFG
 
-    from declip_mm.apis.strict_checkpoint import (check_whole_model_state_dict,
-                                                  whole_model_state_dict)
+    from declip_mm.apis.strict_checkpoint import check_whole_model_state_dict, whole_model_state_dict
     init_default_scope('mmseg')
     model = MODELS.build(Config.fromfile(TINY_CFG).model)
     sd = whole_model_state_dict({'state_dict': model.state_dict()})

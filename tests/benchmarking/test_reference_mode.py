@@ -11,9 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from declip_mm.benchmarking import (count_flops, explicit_attention, explicit_sdpa,
-                                    reference_slide_logits)
-from declip_mm.benchmarking import reference_heads, reference_towers
+from declip_mm.benchmarking import (
+    count_flops,
+    explicit_attention,
+    explicit_sdpa,
+    reference_heads,
+    reference_slide_logits,
+    reference_towers,
+)
 from declip_mm.benchmarking.cases import CatSegCase, InferCase, TrainCase, grid_rois
 from declip_mm.models.backbones import clip_towers
 from declip_mm.models.heads.guided_linear import GuidedLinear

@@ -3,12 +3,22 @@ import sys
 
 import pytest
 import torch
-from checkpoint_flavours import (open_clip_state_dict, save_openai_jit, to_declip_release,
-                                 to_eva_clip, to_openai_state_dict)
+from checkpoint_flavours import (
+    open_clip_state_dict,
+    save_openai_jit,
+    to_declip_release,
+    to_eva_clip,
+    to_openai_state_dict,
+)
 from safetensors.torch import save_file
 
-from declip_mm.converters import (convert_dinov2, detect_flavour, infer_model_name,
-                                  to_open_clip_state_dict, unwrap_checkpoint)
+from declip_mm.converters import (
+    convert_dinov2,
+    detect_flavour,
+    infer_model_name,
+    to_open_clip_state_dict,
+    unwrap_checkpoint,
+)
 from declip_mm.models import DeCLIPTextEncoder, DeCLIPVisionTransformer
 from declip_mm.testing import tiny_clip_config
 from declip_mm.utils import load_weight_file

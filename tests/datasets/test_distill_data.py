@@ -6,8 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from declip_mm.datasets import (GRID_LAYOUTS, DeCLIPGridCrops, DeCLIPLetterbox, LoadImageOrSkip,
-                                UnlabeledImageDataset, iter_coco_image_files)
+from declip_mm.datasets import (
+    GRID_LAYOUTS,
+    DeCLIPGridCrops,
+    DeCLIPLetterbox,
+    LoadImageOrSkip,
+    UnlabeledImageDataset,
+    iter_coco_image_files,
+)
 from declip_mm.datasets.transforms import CLIP_MEAN, CLIP_STD, grid_cells
 
 

@@ -12,7 +12,6 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from tf_helpers import load_tool
 from train_helpers import TINY_CFG
 
-
 train_tool = load_tool('train')
 
 

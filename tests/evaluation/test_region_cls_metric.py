@@ -3,9 +3,16 @@ import math
 
 import pytest
 import torch
-from region_cls_helpers import (CONSTRUCTED_EXPECTED, EXPECTED, constructed_results,
-                                ddp_metric_worker, pipeline, run_classifier, stub_classifier,
-                                write_fixture)
+from region_cls_helpers import (
+    CONSTRUCTED_EXPECTED,
+    EXPECTED,
+    constructed_results,
+    ddp_metric_worker,
+    pipeline,
+    run_classifier,
+    stub_classifier,
+    write_fixture,
+)
 
 from declip_mm.evaluation import RegionClassificationMetric, mean_class_accuracy
 from declip_mm.registry import DATASETS, METRICS

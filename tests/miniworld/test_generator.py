@@ -9,8 +9,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from declip_mm.miniworld import (ALL_CLASSES, CLASS_INDEX, PALETTE, PLURALS, STUFF_CLASSES,
-                                 THING_CLASSES, render_object, render_scene)
+from declip_mm.miniworld import (
+    ALL_CLASSES,
+    CLASS_INDEX,
+    PALETTE,
+    PLURALS,
+    STUFF_CLASSES,
+    THING_CLASSES,
+    render_object,
+    render_scene,
+)
 
 SEEDS = range(60)
 _PLURAL_TO_CLASS = {p: c for c, p in PLURALS.items()}

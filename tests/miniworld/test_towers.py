@@ -13,16 +13,36 @@ import torch
 import torch.nn.functional as F
 
 from declip_mm.miniworld import ALL_CLASSES, STUFF_CLASSES, THING_CLASSES
-from declip_mm.miniworld.clip_trainer import (CLIPTrainSettings, build_clip_model, clip_loss_step,
-                                              cosine_lr, param_groups, render_caption_batch,
-                                              render_training_batch, save_clip, stream_seeds,
-                                              to_model_input, train_clip)
+from declip_mm.miniworld.clip_trainer import (
+    CLIPTrainSettings,
+    build_clip_model,
+    clip_loss_step,
+    cosine_lr,
+    param_groups,
+    render_caption_batch,
+    render_training_batch,
+    save_clip,
+    stream_seeds,
+    to_model_input,
+    train_clip,
+)
 from declip_mm.miniworld.layouts import SPLIT_IDS, scene_seed
 from declip_mm.miniworld.tower_configs import CLIP_MEAN, CLIP_STD, world_clip_config, world_vfm_spec
-from declip_mm.miniworld.vfm_trainer import (VFMTrainSettings, dino_loss, ibot_loss, save_vfm,
-                                             train_vfm, vit_tokens)
-from declip_mm.miniworld.zero_shot import (correlation_agreement, patch_segments, roc_auc,
-                                           segment_map, zero_shot_figures)
+from declip_mm.miniworld.vfm_trainer import (
+    VFMTrainSettings,
+    dino_loss,
+    ibot_loss,
+    save_vfm,
+    train_vfm,
+    vit_tokens,
+)
+from declip_mm.miniworld.zero_shot import (
+    correlation_agreement,
+    patch_segments,
+    roc_auc,
+    segment_map,
+    zero_shot_figures,
+)
 
 TINY_CLIP = world_clip_config(embed_dim=32, depth=2, num_heads=2)
 TINY_CLIP['vision_cfg']['image_size'] = 32    # 4 x 4 tokens: seconds on a loaded CPU

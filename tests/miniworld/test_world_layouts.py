@@ -14,8 +14,14 @@ from PIL import Image
 import declip_mm.miniworld.dataset  # noqa: F401  (registers MiniWorldDataset)
 from declip_mm.datasets.class_names import check_class_names, load_class_names
 from declip_mm.datasets.panoptic_regions import rgb_to_id
-from declip_mm.miniworld import (ALL_CLASSES, CLASS_INDEX, STUFF_CLASSES, THING_CLASSES,
-                                 render_scene, write_world)
+from declip_mm.miniworld import (
+    ALL_CLASSES,
+    CLASS_INDEX,
+    STUFF_CLASSES,
+    THING_CLASSES,
+    render_scene,
+    write_world,
+)
 from declip_mm.miniworld.layouts import DEFAULT_UNSEEN, scene_seed
 from declip_mm.registry import DATASETS
 

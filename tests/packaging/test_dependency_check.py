@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from declip_mm.utils.dependency_check import (RANGES, check_dependencies, dependency_problems)
+from declip_mm.utils.dependency_check import RANGES, check_dependencies, dependency_problems
 
 GOOD = {'timm': '1.0.31', 'open_clip_torch': '3.3.0', 'mmcv': '2.1.0'}
 

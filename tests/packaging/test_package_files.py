@@ -77,8 +77,8 @@ def test_this_checkout_resolves_its_configs_and_names_are_unique():
 
 
 def test_inferencer_and_catseg_suite_use_the_package_lookup(fake_install, tmp_path):
-    from declip_mm.tools_support.catseg_suite import catseg_config
     from declip_mm.apis.inferencer import resolve_config
+    from declip_mm.tools_support.catseg_suite import catseg_config
     site, mim = fake_install
     cfg = resolve_config('b-2')
     assert cfg.filename == str(mim / 'configs' / 'fam' / 'b-2.py') and cfg.x == 'fam/b-2.py'

@@ -24,8 +24,9 @@ def _train_args(work_dir, data, epochs, *extra, config=TINY_CFG):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """One epoch of tiny DeCLIP distillation: (work dir, epoch_1.pth, declip_epoch_1.pth)."""
-    import declip_mm  # noqa: F401
     from mmengine.registry import init_default_scope
+
+    import declip_mm  # noqa: F401
     init_default_scope('mmseg')
     tmp = tmp_path_factory.mktemp('trained')
     data = write_images(tmp / 'imgs', n=4)
@@ -64,7 +65,7 @@ def test_diverging_step_writes_no_checkpoint_and_names_the_last_good_one(tmp_pat
     assert (wd / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     from declip_mm.utils.finite import nonfinite_tensors
     assert nonfinite_tensors(_student(wd / 'epoch_1.pth')) == []
-    from mmengine.runner import CheckpointLoader   # what --resume reads it with
+    from mmengine.runner import CheckpointLoader  # what --resume reads it with
 
     from declip_mm.utils import mmengine_checkpoint_loading
     with mmengine_checkpoint_loading():
@@ -170,8 +171,8 @@ def test_training_checkpoint_in_test_tool(tmp_path, trained):
     with pytest.raises(ValueError, match=r"epoch_1\.pth was trained with attn_mode='csa'"):
         test_tool.main([tf_config('ade20k'), str(epoch_1), '--work-dir', str(tmp_path / 'wd2'),
                         '--cfg-options', *opts, 'model.backbone.attn_mode=qq'])
-    from declip_mm.converters.training_checkpoints import training_checkpoint_note
     from declip_mm.converters import to_open_clip_state_dict
+    from declip_mm.converters.training_checkpoints import training_checkpoint_note
     from declip_mm.utils import load_weight_file
     _, flavour, meta = to_open_clip_state_dict(load_weight_file(epoch_1))
     assert flavour == 'training:open_clip' and meta['attn_mode'] == 'csa'

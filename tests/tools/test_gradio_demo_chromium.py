@@ -169,9 +169,8 @@ def test_demo_extra_declares_the_tested_range():
     """setup.py's extra reads requirements/demo.txt; the installed gradio is in its range."""
     import os.path as osp
 
-    from packaging.requirements import Requirement
-
     import gradio
+    from packaging.requirements import Requirement
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     with open(osp.join(root, 'requirements', 'demo.txt')) as f:
         (line, ) = [x.split('#')[0].strip() for x in f if x.split('#')[0].strip()]

@@ -2,7 +2,6 @@ import os
 
 import numpy as np
 from PIL import Image
-
 from tf_helpers import load_tool
 
 quickstart = load_tool('quickstart')

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tf_helpers import load_tool
 
 quickstart = load_tool('quickstart')

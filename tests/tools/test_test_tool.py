@@ -116,6 +116,7 @@ def test_distributed_test_on_cpu_processes(tmp_path):
     import sys
 
     from tf_helpers import ROOT
+
     from declip_mm.testing import write_benchmark_fixture
     data = str(tmp_path / 'data')
     write_benchmark_fixture('ade20k', data, num_images=4)

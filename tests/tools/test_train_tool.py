@@ -9,8 +9,7 @@ import time
 import pytest
 import torch
 from tf_helpers import load_tool
-from train_helpers import (ROOT, assert_same_weights, latest, student_weights, train_args,
-                           write_images)
+from train_helpers import ROOT, assert_same_weights, latest, student_weights, train_args, write_images
 
 train_tool = load_tool('train')
 

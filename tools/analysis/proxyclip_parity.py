@@ -55,8 +55,12 @@ def main(argv=None):
                     worst = max(worst, float((out.double() - r).abs().max() / r.abs().max()))
             rows.append((f'{family} tower + {arch} (tiny)', 'float64 formula', f'{worst:.1e}', '-'))
     if args.proxyclip:
-        from declip_mm.testing.proxyclip_public import (compare_custom_attn, compare_segmentors,
-                                                         load_public, tiny_proxy_segmentor)
+        from declip_mm.testing.proxyclip_public import (
+            compare_custom_attn,
+            compare_segmentors,
+            load_public,
+            tiny_proxy_segmentor,
+        )
         public = load_public(args.proxyclip)
         worst = 0.0
         for seed in range(args.seeds):

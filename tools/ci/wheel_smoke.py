@@ -49,8 +49,8 @@ def main(checkout):
 
     # a config by name through the inferencer, tiny random towers
     from declip_mm.apis import DeCLIPInferencer
-    from declip_mm.tools_support.catseg_suite import catseg_config
     from declip_mm.testing import tiny_clip_config, write_benchmark_fixture
+    from declip_mm.tools_support.catseg_suite import catseg_config
     assert catseg_config('ade20k').startswith(mim)
     tiny = dict(tiny_clip_config('eva02'), _delete_=True)
     opts = {'model.backbone.model_name': tiny, 'model.text_encoder.model_name': tiny,

@@ -38,8 +38,7 @@ from ..checkpoint_policy import check_mode_pair
 from ..layers import DECOUPLED_MODES, decoupled_attention, resize_pos_embed
 from ..layers.proxy_attention import PROXY_MODE, check_backbone_mode, proxy_attention
 from ..necks import SimplePyramidResampler, check_pyramid_scales
-from .clip_towers import (build_vision_tower, default_quick_gelu, is_eva_config,
-                          resolve_clip_config, tower_ops)
+from .clip_towers import build_vision_tower, default_quick_gelu, is_eva_config, resolve_clip_config, tower_ops
 from .dense_outputs import DenseOutputs
 
 __all__ = ['DeCLIPVisionTransformer']

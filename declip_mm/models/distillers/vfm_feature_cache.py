@@ -57,7 +57,6 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
-
 __all__ = ['VFMFeatureCache', 'input_fingerprint', 'vfm_pipeline_warnings', 'CACHE_FORMAT']
 
 #: bump when the record layout or the teacher forward changes what a key means

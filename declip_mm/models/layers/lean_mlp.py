@@ -15,8 +15,8 @@ product written in place (bit-identical, two hidden-width tensors fewer allocate
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 from timm.layers import SwiGLU
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ['LeanSwiGLU', 'make_mlps_lean', 'swiglu_inplace']

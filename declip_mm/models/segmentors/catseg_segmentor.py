@@ -41,10 +41,10 @@ from torch import Tensor
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
 from ..text.vocabulary_key import vocabulary_key
-from .lazy_weights import LazyTowerWeightsMixin
 from .catseg_finetune import TEXT_QKV_RULES, apply_catseg_finetune
-from .zero_shot_segmentor import window_grid
+from .lazy_weights import LazyTowerWeightsMixin
 from .probability_maps import ResizedClassMaps
+from .zero_shot_segmentor import window_grid
 
 __all__ = ['DeCLIPCATSegSegmentor']
 

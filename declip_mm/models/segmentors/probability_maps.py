@@ -27,8 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .strip_postprocess import (_source_rows, bilinear_rows, labels_in_strips,
-                                logsumexp_in_strips, probabilities_in_strips, strip_rows)
+from .strip_postprocess import (
+    _source_rows,
+    bilinear_rows,
+    labels_in_strips,
+    logsumexp_in_strips,
+    probabilities_in_strips,
+    strip_rows,
+)
 
 __all__ = ['ClassProbabilityMaps', 'NameSoftmaxMaps', 'ResizedClassMaps', 'DenseClassMaps']
 

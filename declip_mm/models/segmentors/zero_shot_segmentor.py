@@ -29,9 +29,9 @@ from torch import Tensor
 
 from ...datasets.class_names import load_class_names
 from ...registry import MODELS
-from .lazy_weights import LazyTowerWeightsMixin
 from ..text.embedding_cache import cached_embeddings, embedding_cache_file
 from ..text.vocabulary_key import vocabulary_key
+from .lazy_weights import LazyTowerWeightsMixin
 from .probability_maps import NameSoftmaxMaps
 from .strip_postprocess import labels_in_strips
 from .window_accumulate import WindowCanvas

@@ -185,9 +185,10 @@ def test_stock_config_with_dict_backbone_names_the_fix(package, stock, in_channe
 
 
 def test_resampler_registered_in_both_registries_and_not_clashing():
-    import declip_mm
     from mmdet.registry import MODELS as DET
     from mmseg.registry import MODELS as SEG
+
+    import declip_mm
     for reg in (SEG, DET):
         assert reg.get('SimplePyramidResampler') is declip_mm.SimplePyramidResampler
     with pytest.raises(ValueError, match='not supported'):

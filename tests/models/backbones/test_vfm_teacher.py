@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from declip_reference import rel_err
 
 from declip_mm.models import VFMTeacher

@@ -15,8 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from declip_mm.datasets.ov_coco_classes import (OV_COCO_BASE_CLASSES, OV_COCO_CLASSES,
-                                                OV_COCO_NOVEL_CLASSES)
+from declip_mm.datasets.ov_coco_classes import OV_COCO_BASE_CLASSES, OV_COCO_CLASSES, OV_COCO_NOVEL_CLASSES
 from declip_mm.testing import OV_COCO_TRAIN_ANN, OV_COCO_VAL_ANN, write_ov_coco_fixture
 
 
@@ -264,9 +263,9 @@ def test_test_tool_ov_coco_numbers_on_oracle_detections(tmp_path, monkeypatch):
 
 def test_detection_parts_registered_in_mmdet_without_clash():
     import mmdet.models  # noqa: F401  (mmdet's own names first)
+    from mmdet.registry import MODELS
 
     import declip_mm
-    from mmdet.registry import MODELS
     assert declip_mm.MMDET_REGISTERED
     for name in ('DeCLIPFViT', 'DeCLIPOVRoIHead', 'DeCLIPOVBBoxHead', 'DeCLIPVisionTransformer',
                  'SimplePyramidResampler'):

@@ -199,8 +199,7 @@ def test_per_head_option_passes_the_students_heads():
         vfm = m.vfm_teacher(b['vfm'])
     H = m.student.num_heads
     assert H > 1
-    from declip_mm.models.losses.context_distill_loss import (per_head_token_correlation,
-                                                               token_correlation)
+    from declip_mm.models.losses.context_distill_loss import per_head_token_correlation, token_correlation
     s = per_head_token_correlation([out['context_q'], out['context_k']], H)
     ref = (token_correlation([vfm])[:, None] - s).norm(dim=-1).mean()
     assert rel_err(loss, ref) <= 1e-6

@@ -13,7 +13,6 @@ from declip_mm.models.heads.class_aggregation import ClassAggregation, linear_at
 from declip_mm.models.heads.cost_volume import cosine_cost_volume, select_top_classes
 from declip_mm.models.heads.spatial_aggregation import GuidedSwinBlock, SpatialAggregation
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -303,8 +302,8 @@ def test_decoder_stage_guidance_split_equals_concatenation():
 def test_literal_heads_compute_the_same():
     """The reference mode's public way (guidance repeated and concatenated, padded classes as
     queries) = the default way, float64."""
-    from declip_mm.models.heads.class_aggregation import ClassAggregation
     from declip_mm.benchmarking.reference_heads import literal_heads
+    from declip_mm.models.heads.class_aggregation import ClassAggregation
     from declip_mm.models.heads.upsample_decoder import GuidedUpStage
     torch.manual_seed(0)
     cls = ClassAggregation(8, 4, num_heads=2, pad_len=6).double().eval()

@@ -5,8 +5,14 @@ import torch
 import torch.nn.functional as F
 from declip_reference import official_rope, rel_err
 
-from declip_mm.models.layers import (ATTN_MODES, apply_rope_interleaved, decoupled_attention,
-                                     decoupled_attention_weights, eva_rope_sincos, resize_pos_embed)
+from declip_mm.models.layers import (
+    ATTN_MODES,
+    apply_rope_interleaved,
+    decoupled_attention,
+    decoupled_attention_weights,
+    eva_rope_sincos,
+    resize_pos_embed,
+)
 
 
 @pytest.mark.parametrize('mode', ATTN_MODES)

@@ -2,12 +2,16 @@
 transcription of the formula in tests/proxy_reference.py."""
 import pytest
 import torch
+from proxy_reference import (
+    bilinear_matrix,
+    reference_proxy_content,
+    reference_proxy_weights,
+    reference_resize_values,
+)
 
 from declip_mm.models.backbones import DeCLIPVisionTransformer, ProxyVFM
 from declip_mm.models.layers import proxy_attention, proxy_attention_weights
 from declip_mm.testing import tiny_clip_config
-from proxy_reference import (bilinear_matrix, reference_proxy_content, reference_proxy_weights,
-                             reference_resize_values)
 
 TINY_VFM = {'dino_vitb8': dict(embed_dim=32, depth=2, num_heads=2, img_size=32),
             'dinov2_vitb14_reg': dict(embed_dim=32, depth=2, num_heads=2, img_size=28)}

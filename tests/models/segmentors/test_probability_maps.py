@@ -4,11 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from declip_mm.apis.result_files import (UNLABELED_IN_FILE, read_label_png, write_label_png,
-                                         write_probs_npz)
-from declip_mm.models.segmentors.probability_maps import (DenseClassMaps, NameSoftmaxMaps,
-                                                          ResizedClassMaps)
-
+from declip_mm.apis.result_files import UNLABELED_IN_FILE, read_label_png, write_label_png, write_probs_npz
+from declip_mm.models.segmentors.probability_maps import DenseClassMaps, NameSoftmaxMaps, ResizedClassMaps
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 

@@ -283,8 +283,7 @@ def test_faster_strips_match_the_former_code_bit_for_bit(one_thread, n, num_clas
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_faster_strips_match_with_align_corners_and_both_thread_defaults(one_thread,
                                                                         align_corners):
-    from declip_mm.models.segmentors.strip_postprocess import (STRIP_BYTES, STRIP_BYTES_THREADS,
-                                                               strip_rows)
+    from declip_mm.models.segmentors.strip_postprocess import STRIP_BYTES, STRIP_BYTES_THREADS, strip_rows
     x = structured_logits(30, 17, 23, seed=3)
     ref = former_labels_in_strips(x, (120, 161), 60.0, None, 30, prob_thd=0.25,
                                   align_corners=align_corners)
