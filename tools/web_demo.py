@@ -184,7 +184,10 @@ class SegmentationApp:
 
     def info(self) -> dict:
         seg = self.inferencer.model
+        vfm = getattr(seg, 'vfm', None)
         return dict(model=type(seg).__name__, backbone=getattr(seg.backbone, 'name', '?'),
+                    attention=getattr(seg.backbone, 'attn_mode', '?'),
+                    vfm=getattr(vfm, 'arch', '') if vfm is not None else '',
                     protocol=self.inferencer.default_mode, random_weights=self.random_weights,
                     samples=list(self.samples), limits=self.limits, banner=self.banner,
                     default_classes=self.default_classes)
@@ -465,6 +468,11 @@ def parse_args(argv=None):
                    'training-free config, i.e. the benchmark protocol)')
     p.add_argument('--checkpoint', default=None, help='CLIP / DeCLIP / segmentor checkpoint')
     p.add_argument('--text-checkpoint', default=None, help='CLIP checkpoint of the text tower')
+    p.add_argument('--vfm', default=None, metavar='FILE',
+                   help='a local VFM checkpoint: the page runs ProxyCLIP\'s proxy attention with it '
+                        '(docs/method.md section 7; DeCLIPInferencer(vfm=...))')
+    p.add_argument('--vfm-arch', default='dino_vitb8',
+                   help='the VFM of --vfm (dino_vitb8, dinov2_vitb14_reg, sam_vitb, mae_vitb16)')
     p.add_argument('--random-arch', default=None,
                    help='without weights: random weights of this architecture (e.g. EVA02-B-16) '
                         'instead of the tiny tower')
@@ -528,8 +536,9 @@ def build_app(args) -> SegmentationApp:
             opts['model.text_encoder.templates'] = 'single'
         cfg.merge_from_dict(opts)
         print(random_weights)
+    proxy = {} if args.vfm is None else dict(vfm=args.vfm, vfm_arch=args.vfm_arch)
     inferencer = DeCLIPInferencer(cfg, checkpoint=args.checkpoint, device=args.device,
-                                  text_checkpoint=args.text_checkpoint)
+                                  text_checkpoint=args.text_checkpoint, **proxy)
     limits = dict(max_image_bytes=int(args.max_image_mb * 2**20), max_pixels=args.max_pixels,
                   max_classes=args.max_classes, max_names=args.max_names,
                   max_name_length=args.max_name_length)

@@ -11,7 +11,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from chromium_helpers import chromium_driver, requested_urls
 from PIL import Image
 from tf_helpers import load_tool
@@ -24,12 +23,7 @@ FAST = ['test_pipeline.1.scale=(4096,64)', 'model.test_cfg.crop_size=64',
 CLASSES = 'sky; grass, lawn; rock'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 class OutboundConnections:

@@ -15,12 +15,7 @@ from tf_helpers import load_tool
 quickstart = load_tool('quickstart')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def miou(pred, gt, num_classes=17):

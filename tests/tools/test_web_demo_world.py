@@ -7,7 +7,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tf_helpers import load_tool
 from world_towers_helpers import ship_brief_towers
@@ -15,12 +14,7 @@ from world_towers_helpers import ship_brief_towers
 web_demo = load_tool('web_demo')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 @pytest.fixture(scope='module')
