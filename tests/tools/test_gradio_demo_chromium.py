@@ -49,7 +49,7 @@ _OUTBOUND = OutboundConnections()
 @pytest.fixture(scope='module')
 def served():
     _OUTBOUND.on, _OUTBOUND.seen[:] = True, []
-    args = gradio_demo.web_demo.parse_args(['--port', '0', '--cfg-options', *FAST])
+    args = gradio_demo.web_demo.parse_args(['--port', '0', '--random-weights', '--cfg-options', *FAST])
     server, sock, app, blocks = gradio_demo.make_server(args)
     thread = threading.Thread(target=server.run, kwargs=dict(sockets=[sock]), daemon=True)
     thread.start()
