@@ -147,8 +147,13 @@ def phase_vfm(ctx: Context) -> None:
 
 
 def phase_figures(ctx: Context) -> None:
-    from declip_mm.miniworld.tower_figures import clip_figures, correlation_figures
-    from declip_mm.miniworld.zero_shot import format_correlation_table, format_zero_shot_table
+    from declip_mm.miniworld.tower_figures import clip_figures, correlation_figures, crop_figures, dense_figures
+    from declip_mm.miniworld.zero_shot import (
+        format_correlation_table,
+        format_crop_table,
+        format_dense_table,
+        format_zero_shot_table,
+    )
     towers = ctx.results['towers']
     if 'clip' not in towers or 'vfm' not in towers:
         raise SystemExit('the figures phase needs the clip and vfm phases (run them first)')
@@ -159,10 +164,14 @@ def phase_figures(ctx: Context) -> None:
     n_obj, n_scenes = (10, 40) if ctx.args.quick else (50, 200)
     zs = clip_figures(clip_cfg, towers['clip']['weights'], ctx.args.world_seed, n_obj)
     ctx.log(format_zero_shot_table(zs))
+    dense = dense_figures(clip_cfg, towers['clip']['weights'], ctx.args.world_seed, n_obj // 2 or 1)
+    ctx.log(format_dense_table(dense))
+    crop = crop_figures(clip_cfg, towers['clip']['weights'], ctx.args.world_seed, n_scenes * 3 // 4)
+    ctx.log(format_crop_table(crop))
     corr = correlation_figures(clip_cfg, towers['clip']['weights'], vfm_spec,
                                towers['vfm']['weights'], ctx.args.world_seed, n_scenes)
     ctx.log(format_correlation_table(corr))
-    ctx.results['figures'] = dict(zero_shot=zs, correlation=corr)
+    ctx.results['figures'] = dict(zero_shot=zs, dense=dense, crop=crop, correlation=corr)
 
 
 #: name -> phase; later phases (distillation, evaluation) are appended here

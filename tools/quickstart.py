@@ -150,7 +150,7 @@ def parse_args(argv=None):
                         'pipeline only, no learning to see)')
     p.add_argument('--out-dir', default='work_dirs/quickstart')
     p.add_argument('--epochs', type=int, default=None,
-                   help='DeCLIP epochs (default 3 on the world, 6 otherwise)')
+                   help='DeCLIP epochs (default 6)')
     p.add_argument('--world-seed', type=int, default=0, help='the world (miniature-world run)')
     p.add_argument('--unlabeled', type=int, default=None,
                    help='unlabeled world images DeCLIP distils on (default 400)')

@@ -106,3 +106,29 @@ def make_caption(scene, rng, colour_prob: float = COLOUR_PROB, stuff_prob: float
     if not stuff:   # only slivers of stuff: name the largest anyway
         stuff = [max(scene.stuff_layers, key=lambda s: frac[CLASS_INDEX[s]])]
     return _STUFF_TEMPLATES[int(rng.integers(len(_STUFF_TEMPLATES)))].format(stuff=join_words(stuff))
+
+
+#: a class is named in the caption of a scene crop when it covers at least this share of the crop
+CROP_NAME_FRACTION = 0.25
+
+
+def crop_caption(label: np.ndarray, rng) -> str:
+    """Caption of a crop of a scene, from the crop's label map (the CLIP trainer's scene crops, the
+    close-ups of web alt-text): the classes covering at least :data:`CROP_NAME_FRACTION` of the crop,
+    at most two, the larger first (the largest alone when none does); a thing as one object ("a
+    kite": a crop may show part of several, so no count is claimed), no colour word; stuff by name;
+    the templates of :func:`make_caption`."""
+    from .classes import ALL_CLASSES, THING_CLASSES
+    frac = np.bincount(np.asarray(label).ravel(), minlength=len(ALL_CLASSES)) / np.asarray(label).size
+    order = [int(i) for i in np.argsort(-frac, kind='stable') if frac[i] >= CROP_NAME_FRACTION][:2]
+    order = order or [int(np.argmax(frac))]
+    n_things = len(THING_CLASSES)
+    things = [ALL_CLASSES[i] for i in order if i < n_things]
+    stuff = [ALL_CLASSES[i] for i in order if i >= n_things]
+    if things:
+        phrase = join_words(f'{_article(t)} {t}' for t in things)
+        if stuff:
+            template = _BOTH_TEMPLATES[int(rng.integers(len(_BOTH_TEMPLATES)))]
+            return template.format(things=phrase, stuff=join_words(stuff))
+        return _THING_TEMPLATES[int(rng.integers(len(_THING_TEMPLATES)))].format(things=phrase)
+    return _STUFF_TEMPLATES[int(rng.integers(len(_STUFF_TEMPLATES)))].format(stuff=join_words(stuff))

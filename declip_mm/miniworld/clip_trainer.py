@@ -44,9 +44,12 @@ __all__ = ['CLIPTrainSettings', 'stream_seeds', 'render_caption_batch', 'render_
 #: (``layouts.py``) reserves the splits 'clip', 'vfm' and 'zero_shot' for the tower trainers, so no
 #: stream meets a scene of the written layouts (pairs, unlabeled images, benchmark, CAT-Seg split);
 #: the zero-shot objects and the correlation scenes share the 'zero_shot' split in disjoint halves
-STREAMS = {'clip_train': ('clip', 0), 'clip_objects': ('clip', 1 << 23), 'vfm_train': ('vfm', 0),
+STREAMS = {'clip_train': ('clip', 0), 'clip_crops': ('clip', 1 << 22),
+           'clip_objects': ('clip', 1 << 23), 'vfm_train': ('vfm', 0),
            'zero_shot': ('zero_shot', 0), 'correlation': ('zero_shot', 1 << 23)}
-STREAM_SPAN = 1 << 23
+STREAM_SPAN = 1 << 22
+#: DeCLIP's grid layouts go up to 6 x 6 cells: a scene crop's side is ``size / g``, g in 1..6
+CROP_GRIDS = (1, 2, 3, 4, 5, 6)
 
 
 def stream_seeds(stream: str, world_seed: int, start: int, n: int) -> List[int]:
@@ -86,8 +89,13 @@ class CLIPTrainSettings:
         caption_stuff_prob (float): probability that a scene caption with things also names the
             stuff (``make_caption(stuff_prob=...)``; the world's captions use 0.6).
         logit_scale_init (float): initial ``exp(logit_scale)`` (open_clip: 1 / 0.07).
+        crop_fraction (float): share of each batch made of square crops of scenes (the
+            ``'clip_crops'`` stream; side ``size / g`` with g uniform in :data:`CROP_GRIDS`, as
+            DeCLIP's grid cells, at a uniform position) resized to the image side and captioned by
+            what they show (``captions.crop_caption``): the close-ups of web data, so that a crop
+            of a scene (DeCLIP's content teacher input) is embedded by its own content.
     """
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 96
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -102,6 +110,7 @@ class CLIPTrainSettings:
     shared_stuff_prob: float = 0.75
     caption_stuff_prob: float = 0.3
     logit_scale_init: float = 1 / 0.07
+    crop_fraction: float = 0.125
 
 
 def render_caption_batch(seeds: Sequence[int], size: int) -> Tuple[np.ndarray, List[str]]:
@@ -126,11 +135,15 @@ def render_training_batch(step: int, s: CLIPTrainSettings, rng: np.random.Genera
         tuple: images (B, S, S, 3) uint8, captions, and ``info``: ``scene_seeds``, ``stuff`` (the
         shared stuff classes or ``None``), ``object_seeds`` and ``object_classes``.
     """
-    from .captions import _STUFF_TEMPLATES, _THING_TEMPLATES, make_caption, thing_phrase
+    from .captions import _STUFF_TEMPLATES, _THING_TEMPLATES, crop_caption, make_caption, thing_phrase
     from .classes import STUFF_CLASSES, THING_CLASSES
     from .generator import render_object, render_scene
     n_obj = int(round(s.batch_size * s.object_fraction))
-    n_scene = s.batch_size - n_obj
+    n_crop = int(round(s.batch_size * s.crop_fraction))
+    n_scene = s.batch_size - n_obj - n_crop
+    if n_scene < 0:
+        raise ValueError(f'object_fraction + crop_fraction exceed 1 ({s.object_fraction} + '
+                         f'{s.crop_fraction})')
     classes = None
     if n_scene and rng.random() < s.shared_stuff_prob:
         k = int(rng.integers(1, 3))
@@ -141,7 +154,9 @@ def render_training_batch(step: int, s: CLIPTrainSettings, rng: np.random.Genera
         scene_seeds=stream_seeds('clip_train', s.world_seed, step * s.batch_size, n_scene),
         stuff=None if classes is None else classes[len(THING_CLASSES):],
         object_seeds=stream_seeds('clip_objects', s.world_seed, step * s.batch_size, n_obj),
-        object_classes=[])
+        object_classes=[],
+        crop_seeds=stream_seeds('clip_crops', s.world_seed, step * s.batch_size, n_crop),
+        crop_boxes=[])
     for seed in info['scene_seeds']:
         scene = render_scene(int(seed), s.image_size, classes=classes,
                              n_stuff=None if classes is None else len(classes) - len(THING_CLASSES),
@@ -160,6 +175,17 @@ def render_training_batch(step: int, s: CLIPTrainSettings, rng: np.random.Genera
                             .format(stuff=name))
         info['object_classes'].append(name)
         images.append(render_object(name, int(seed), s.image_size)[0])
+    for seed in info['crop_seeds']:          # after the objects: no draw changes without crops
+        import cv2
+        scene = render_scene(int(seed), s.image_size, caption=False)
+        side = int(round(s.image_size / CROP_GRIDS[int(rng.integers(len(CROP_GRIDS)))]))
+        y0 = int(rng.integers(s.image_size - side + 1))
+        x0 = int(rng.integers(s.image_size - side + 1))
+        box = (y0, y0 + side, x0, x0 + side)
+        info['crop_boxes'].append(box)
+        images.append(cv2.resize(scene.image[box[0]:box[1], box[2]:box[3]],
+                                 (s.image_size, s.image_size), interpolation=cv2.INTER_LINEAR))
+        captions.append(crop_caption(scene.label[box[0]:box[1], box[2]:box[3]], rng))
     return np.stack(images), captions, info
 
 

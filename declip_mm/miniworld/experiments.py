@@ -9,6 +9,9 @@ through the project's own tools and configs:
   decoupling) for every training seed, then ``tools/test.py`` on the training-free config with the
   exported alpha-merged tower (``declip_epoch_<E>.pth``) in the mode it was trained in (``csa``;
   ``vanilla`` for the undecoupled ablation);
+* ``proxy``: ``tools/test.py`` on ``configs/miniworld/proxyclip_tiny-clip_tiny-vfm_miniworld-64.py``
+  (ProxyCLIP's proxy attention with the tiny VFM, issue 23.5) with the plain tiny CLIP and with the
+  ``content+context`` export of every seed (the training-free config with only the attention changed);
 * ``region_cls``: ``tools/test.py`` on ``configs/miniworld/region-cls_tiny-clip_miniworld-64.py`` (the
   world's COCO-panoptic files) with the plain tiny CLIP (``vanilla`` and ``csa``) and with the
   exported towers: top-1 of the ``rois`` feature on things and on stuff;
@@ -24,6 +27,8 @@ Results (``OUT/results.json``): lists over training seeds, in the order of ``see
 
     training_free.<mode>.mIoU           [x]        (no training: one evaluation, deterministic)
     declip.<variant>.mIoU               [x_s0, x_s1, ...]
+    proxy.clip.mIoU                     [x]        (plain tiny CLIP + tiny VFM proxy, deterministic)
+    proxy.declip.mIoU                   [x_s0, ...] (each seed's content+context export + proxy)
     region_cls.before.<mode>.{thing,stuff}       [x]
     region_cls.after.<variant>.{thing,stuff}     [x_s0, ...]
     catseg.<clip|declip>.{mIoU,mIoU.seen,mIoU.unseen}   [x_s0, ...]
@@ -44,12 +49,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['DECLIP_VARIANTS', 'TRAINING_FREE_MODES', 'CATSEG_VARIANTS', 'ExperimentSettings',
            'WorldInputs', 'run_tool', 'write_run_config', 'phase_training_free', 'phase_declip',
-           'phase_region_cls', 'phase_catseg', 'experiment_phases', 'mean_std', 'format_table']
+           'phase_proxy', 'phase_region_cls', 'phase_catseg', 'experiment_phases', 'mean_std', 'format_table']
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(ROOT, 'configs', 'miniworld')
 TF_CONFIG = osp.join(CONFIG_DIR, 'declip_tiny-clip_training-free_miniworld-64.py')
 REGION_CONFIG = osp.join(CONFIG_DIR, 'region-cls_tiny-clip_miniworld-64.py')
+PROXY_CONFIG = osp.join(CONFIG_DIR, 'proxyclip_tiny-clip_tiny-vfm_miniworld-64.py')
 
 TRAINING_FREE_MODES = ('vanilla', 'maskclip', 'qq', 'kk', 'csa')
 #: variant -> (training config, attention mode of the exported tower = its evaluation mode)
@@ -78,7 +84,8 @@ class ExperimentSettings:
         variants: DeCLIP variants (keys of :data:`DECLIP_CONFIGS`).
         region_variants: DeCLIP variants whose exports ``region_cls`` evaluates.
         catseg_variants: subset of :data:`CATSEG_VARIANTS`.
-        catseg_from: the DeCLIP variant whose export (same seed) starts the ``'declip'`` head.
+        catseg_from: the DeCLIP variant whose export (same seed) starts the ``'declip'`` head and
+            runs the proxy attention of the ``proxy`` phase.
         declip_epochs / declip_batch / declip_warmup: DeCLIP schedule overrides.
         declip_images / bench_images / region_images / catseg_images: use only the first N images
             of the unlabeled folder / benchmark / panoptic scenes / CAT-Seg training split.
@@ -201,6 +208,23 @@ def evaluate_segmentation(inputs: WorldInputs, mode: str, work_dir: str, checkpo
     return run_tool('test', cfg, work_dir, checkpoint)
 
 
+def evaluate_proxy(inputs: WorldInputs, work_dir: str, checkpoint: Optional[str],
+                   settings: ExperimentSettings) -> Dict[str, float]:
+    """``tools/test.py`` on the proxy config: the tiny CLIP (or ``checkpoint``) with the tiny VFM as
+    ProxyCLIP's proxy, on the world's benchmark."""
+    spec = inputs.vfm_spec()
+    overrides = dict(
+        model=dict(backbone=dict(model_name=inputs.clip['config'], pretrained=inputs.clip['weights']),
+                   text_encoder=_text_options(inputs),
+                   vfm=dict(arch=spec['arch'], arch_overrides=spec.get('arch_overrides'),
+                            pretrained=inputs.vfm['weights'])),
+        test_dataloader=dict(num_workers=0, dataset=dict(data_root=inputs.paths['ade_root'],
+                                                         **_subset(settings.bench_images))))
+    cfg = write_run_config(osp.join(work_dir, 'run_config.py'), PROXY_CONFIG, overrides,
+                           'Proxy attention (tiny VFM).')
+    return run_tool('test', cfg, work_dir, checkpoint)
+
+
 def evaluate_regions(inputs: WorldInputs, mode: str, work_dir: str, checkpoint: Optional[str],
                      settings: ExperimentSettings) -> Dict[str, float]:
     overrides = dict(
@@ -304,6 +328,27 @@ def _export(results: Dict[str, Any], variant: str, seed: int) -> str:
     if not osp.isfile(path):
         raise SystemExit(f'the DeCLIP export {path} is gone: run the declip phase again')
     return path
+
+
+def phase_proxy(inputs: WorldInputs, results: Dict[str, Any], settings: ExperimentSettings) -> None:
+    """``results['proxy']['clip']`` (the plain tiny CLIP: one deterministic run) and
+    ``results['proxy']['declip']`` (the ``settings.catseg_from`` export of every seed), each
+    ``{'mIoU': [...], 'aAcc': [...]}``."""
+    px = results.setdefault('proxy', {})
+    wd = osp.join(inputs.out, 'experiments', 'proxy', 'clip')
+    m = evaluate_proxy(inputs, wd, None, settings)
+    px['clip'] = dict(mIoU=[float(m['mIoU'])], aAcc=[float(m['aAcc'])],
+                      config=osp.join(wd, 'run_config.py'))
+    inputs.log(f'[proxy] plain CLIP: mIoU {m["mIoU"]:.2f}')
+    entry = dict(mIoU=[], aAcc=[], seeds=[], source=settings.catseg_from)
+    for seed in settings.seeds:
+        wd = osp.join(inputs.out, 'experiments', 'proxy', 'declip', f'seed{seed}')
+        m = evaluate_proxy(inputs, wd, _export(results, settings.catseg_from, seed), settings)
+        entry['mIoU'].append(float(m['mIoU']))
+        entry['aAcc'].append(float(m['aAcc']))
+        entry['seeds'].append(int(seed))
+        inputs.log(f'[proxy] DeCLIP {settings.catseg_from} seed {seed}: mIoU {m["mIoU"]:.2f}')
+    px['declip'] = entry
 
 
 def phase_region_cls(inputs: WorldInputs, results: Dict[str, Any],
@@ -431,6 +476,10 @@ def format_table(results: Dict[str, Any]) -> str:
         if e:
             rows.append(f'| DeCLIP, {names[variant]} (`{e.get("attn_mode", "csa")}`) | mIoU | '
                         f'{_cell(e["mIoU"])} |')
+    px = results.get('proxy', {})
+    for tower, label in (('clip', 'plain CLIP'), ('declip', 'DeCLIP tower (content + context)')):
+        if px.get(tower):
+            rows.append(f'| proxy attention (tiny VFM), {label} | mIoU | {_cell(px[tower]["mIoU"])} |')
     rc = results.get('region_cls', {})
     for mode, e in rc.get('before', {}).items():
         rows.append(f'| region top-1, plain CLIP (`{mode}`) | things / stuff | '
@@ -499,5 +548,6 @@ def experiment_phases() -> Dict[str, Callable]:
     """The phases ``tools/miniworld.py`` registers, in their order."""
     return dict(training_free=_context_phase(phase_training_free),
                 declip=_context_phase(phase_declip),
+                proxy=_context_phase(phase_proxy),
                 region_cls=_context_phase(phase_region_cls),
                 catseg=_context_phase(phase_catseg))

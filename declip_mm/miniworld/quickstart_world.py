@@ -59,7 +59,7 @@ class QuickWorldSettings:
     world_seed: int = 0
     n_unlabeled: int = 400
     n_bench: int = 100
-    epochs: int = 3
+    epochs: int = 6
     batch: int = 16
     seed: int = 0
     n_pictures: int = 4

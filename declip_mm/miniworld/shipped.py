@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -44,11 +44,15 @@ def zero_unseen_tokens(sd: Dict[str, torch.Tensor], seen: Any) -> Dict[str, torc
     return out
 
 
-def pack_tower(weights: str, config: str, record: str, out: str) -> str:
-    """Archive a trained tower (checkpoint, JSON config, JSON record) into ``out`` (.npz)."""
+def pack_tower(weights: str, config: str, record: Union[str, Dict[str, Any]], out: str) -> str:
+    """Archive a trained tower (checkpoint, JSON config, JSON record or the record itself, as an
+    unpacked archive carries it) into ``out`` (.npz)."""
     sd = torch.load(weights, map_location='cpu', weights_only=True)
-    with open(record) as f:
-        rec = json.load(f)
+    if isinstance(record, dict):
+        rec = record
+    else:
+        with open(record) as f:
+            rec = json.load(f)
     with open(config) as f:
         cfg = json.load(f)
     arrays = {}
@@ -131,16 +135,19 @@ def shipped_figures(clip: Dict[str, Any], vfm: Dict[str, Any], world_seed: int,
                     n_per_class: int = SHIPPED_FIGURE_SIZES['n_per_class'],
                     n_scenes: int = SHIPPED_FIGURE_SIZES['n_scenes']) -> Dict[str, Any]:
     """The figures of unpacked towers (``clip`` / ``vfm``: dicts with ``config`` and ``weights``
-    paths): zero-shot top-1 per class of the CLIP and the correlation agreement of the VFM (trained
+    paths): zero-shot top-1 per class of the CLIP, its dense alignment (``n_per_class // 2`` objects
+    per class), its crop zero-shot (``3 n_scenes / 4`` scenes) and the correlation agreement of the VFM (trained
     and random weights), as ``tower_figures.py`` measures them."""
     from .clip_trainer import stream_seeds
-    from .tower_figures import _imagenet_input, clip_figures, load_world_vfm
+    from .tower_figures import _imagenet_input, clip_figures, crop_figures, dense_figures, load_world_vfm
     from .zero_shot import correlation_agreement
     with open(clip['config']) as f:
         clip_cfg = json.load(f)
     with open(vfm['config']) as f:
         spec = json.load(f)
     zs = clip_figures(clip_cfg, clip['weights'], world_seed, n_per_class)
+    dense = dense_figures(clip_cfg, clip['weights'], world_seed, n_per_class // 2 or 1)
+    crop = crop_figures(clip_cfg, clip['weights'], world_seed, n_scenes * 3 // 4)
     seeds = stream_seeds('correlation', world_seed, 0, n_scenes)
     corr = {}
     for tag, w in (('trained', vfm['weights']), ('random', None)):
@@ -148,7 +155,8 @@ def shipped_figures(clip: Dict[str, Any], vfm: Dict[str, Any], world_seed: int,
         teacher = load_world_vfm(spec, w)
         corr[f'vfm_{tag}'] = correlation_agreement(
             lambda im, t=teacher: t(_imagenet_input(im)), seeds, 64, teacher.patch_size)
-    return dict(zero_shot=zs, correlation=corr, n_per_class=n_per_class, n_scenes=n_scenes)
+    return dict(zero_shot=zs, dense=dense, crop=crop, correlation=corr, n_per_class=n_per_class,
+                n_scenes=n_scenes)
 
 
 def ship_towers(clip: Dict[str, Any], vfm: Dict[str, Any], world_seed: int, command: str,

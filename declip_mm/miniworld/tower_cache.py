@@ -24,14 +24,21 @@ from .vfm_trainer import VFMTrainSettings, save_vfm, train_vfm
 __all__ = ['tower_key', 'tower_paths', 'get_world_clip', 'get_world_vfm']
 
 
+#: knobs added to the settings after towers were keyed, with the value that reproduces the recipe
+#: from before them: at that value they are left out of the hash, so earlier keys stay valid
+NEUTRAL_LATE_KNOBS = {'crop_fraction': 0.0}
+
+
 def tower_key(kind: str, arch: Dict[str, Any], settings: Any) -> str:
     """``<kind>-<world version>-<trainer version>-w<world seed>-<sha1 of arch + settings>``; the
-    settings' ``threads`` (how many cores train, not what is trained) is left out of the hash."""
+    settings' ``threads`` (how many cores train, not what is trained) and the knobs of
+    :data:`NEUTRAL_LATE_KNOBS` at their neutral value are left out of the hash."""
     from .classes import WORLD_VERSION
     if kind not in ('clip', 'vfm'):
         raise ValueError(f"kind must be 'clip' or 'vfm', got {kind!r}")
     version = CLIP_TRAINER_VERSION if kind == 'clip' else VFM_TRAINER_VERSION
-    recipe = {k: v for k, v in asdict(settings).items() if k != 'threads'}
+    recipe = {k: v for k, v in asdict(settings).items() if k != 'threads'
+              and not (k in NEUTRAL_LATE_KNOBS and v == NEUTRAL_LATE_KNOBS[k])}
     blob = json.dumps(dict(arch=arch, settings=recipe), sort_keys=True)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f'{kind}-{WORLD_VERSION}-{version}-w{settings.world_seed}-{digest}'

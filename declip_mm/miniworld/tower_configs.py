@@ -22,7 +22,7 @@ __all__ = ['CLIP_TRAINER_VERSION', 'VFM_TRAINER_VERSION', 'WORLD_CLIP_CONFIG', '
            'WORLD_TEMPLATES', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'world_clip_config', 'world_vfm_spec']
 
-CLIP_TRAINER_VERSION = 'clip-trainer-2'
+CLIP_TRAINER_VERSION = 'clip-trainer-4'
 VFM_TRAINER_VERSION = 'vfm-trainer-2'
 
 #: the normalisations of the project's configs (``clip_mean`` / ``imagenet_mean`` of the bases):
@@ -45,10 +45,13 @@ WORLD_TEMPLATES = (
     '{}',
 )
 
-#: the tiny CLIP (image side 64, patch 8: an 8 x 8 token grid)
+#: the tiny CLIP (image side 64, patch 8: an 8 x 8 token grid). ``timm_pool='avg'``: the image
+#: embedding is the mean of the patch rows (then timm's ``fc_norm`` and head), so every patch row meets
+#: the text in training; with [CLS] pooling (``clip-trainer-2``) only the [CLS] row did and the patch
+#: rows were not text-aligned (docs/miniworld.md, "dense alignment")
 WORLD_CLIP_CONFIG: Dict[str, Any] = dict(
     embed_dim=64,
-    vision_cfg=dict(image_size=64, timm_model_name='eva02_base_patch16_clip_224',
+    vision_cfg=dict(image_size=64, timm_model_name='eva02_base_patch16_clip_224', timm_pool='avg',
                     timm_model_kwargs=dict(embed_dim=96, depth=4, num_heads=3, patch_size=8)),
     text_cfg=dict(context_length=32, vocab_size=49408, width=64, heads=2, layers=2),
     custom_text=True,

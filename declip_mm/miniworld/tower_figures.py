@@ -13,9 +13,14 @@ from torch import Tensor
 
 from .clip_trainer import stream_seeds, to_model_input
 from .tower_configs import IMAGENET_MEAN, IMAGENET_STD, WORLD_TEMPLATES
-from .zero_shot import correlation_agreement, zero_shot_figures
+from .zero_shot import correlation_agreement, crop_zero_shot_figures, dense_zero_shot_figures, zero_shot_figures
 
-__all__ = ['load_world_clip', 'load_world_vfm', 'clip_figures', 'correlation_figures']
+__all__ = ['load_world_clip', 'load_world_vfm', 'clip_figures', 'dense_figures', 'crop_figures',
+           'correlation_figures',
+           'DENSE_MODES']
+
+#: the attention modes of the dense-alignment figure
+DENSE_MODES = ('vanilla', 'maskclip', 'csa')
 
 
 def load_world_clip(config: Any, weights: Optional[str], attn_mode: str = 'csa'):
@@ -49,6 +54,35 @@ def clip_figures(config: Any, weights: Optional[str], world_seed: int = 0, n_per
     emb = text(list(ALL_CLASSES))
     seeds = stream_seeds('zero_shot', world_seed, 0, n_per_class)
     return zero_shot_figures(backbone.encode_image, emb, seeds, size)
+
+
+@torch.no_grad()
+def dense_figures(config: Any, weights: Optional[str], world_seed: int = 0, n_per_class: int = 20,
+                  size: int = 64, modes=DENSE_MODES) -> Dict[str, Any]:
+    """Dense alignment (:func:`dense_zero_shot_figures`) of the CLIP's ``content`` map in each of
+    ``modes``, on ``n_per_class`` held-out objects per class (the ``'zero_shot'`` stream, the same
+    images as :func:`clip_figures`)."""
+    from .classes import ALL_CLASSES
+    seeds = stream_seeds('zero_shot', world_seed, 0, n_per_class)
+    out = {}
+    for mode in modes:
+        backbone, text = load_world_clip(config, weights, attn_mode=mode)
+        emb = text(list(ALL_CLASSES))
+        out[mode] = dense_zero_shot_figures(lambda x, bb=backbone: bb(x)['content'], emb, seeds,
+                                            size, backbone.patch_size[0])
+    return out
+
+
+@torch.no_grad()
+def crop_figures(config: Any, weights: Optional[str], world_seed: int = 0, n_scenes: int = 150,
+                 size: int = 64) -> Dict[str, Any]:
+    """Crop zero-shot (:func:`crop_zero_shot_figures`: DeCLIP's content teacher on grid cells) on
+    ``n_scenes`` held-out scenes (the ``'correlation'`` stream)."""
+    from .classes import ALL_CLASSES
+    backbone, text = load_world_clip(config, weights, attn_mode='vanilla')
+    emb = text(list(ALL_CLASSES))
+    return crop_zero_shot_figures(backbone.encode_image, emb,
+                                  stream_seeds('correlation', world_seed, 0, n_scenes), size)
 
 
 def _imagenet_input(images: np.ndarray) -> Tensor:

@@ -10,8 +10,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-__all__ = ['WORLD_CONFIG', 'SAMPLE_SCALE', 'world_banner', 'world_cfg_options', 'world_classes',
-           'world_samples', 'world_default', 'world_default_without_weights']
+__all__ = ['WORLD_CONFIG', 'SAMPLE_SCALE', 'WORLD_DEMO_MODE', 'world_banner', 'world_cfg_options',
+           'world_classes', 'world_samples', 'world_default', 'world_default_without_weights']
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: the training-free config of the world's benchmark (64-px scenes, 17 classes)
@@ -20,6 +20,10 @@ WORLD_CONFIG = osp.join(ROOT, 'configs', 'miniworld',
 #: sample scenes are rendered at the towers' 64 px and enlarged by this factor (nearest neighbour):
 #: the config's resize back to 64 px gives the rendered pixels exactly
 SAMPLE_SCALE = 4
+#: the attention mode of the default model: the plain tiny CLIP's best training-free mode (mIoU 19.1
+#: against 0.25 in ``csa`` on the world's benchmark, docs/miniworld.md "Results": this CLIP pools the
+#: mean of its patch tokens, so the residual the decoupled modes drop carries the classes)
+WORLD_DEMO_MODE = 'vanilla'
 
 
 def world_classes() -> str:
@@ -35,17 +39,19 @@ def world_banner(towers: Dict[str, Any]) -> str:
            'trained': 'trained briefly just now'}.get(towers['clip'].get('source'), '')
     return (f'No weights given: running the MINIATURE WORLD towers ({WORLD_VERSION}, {how}): a tiny '
             'CLIP and a tiny VFM learned from scratch on synthetic 64-px scenes of 17 classes '
-            f'({world_classes().replace("; ", ", ")}). Try the world sample scenes with those '
+            f'({world_classes().replace("; ", ", ")}), attention {WORLD_DEMO_MODE!r} (this plain '
+            'CLIP\'s best training-free mode). Try the world sample scenes with those '
             'class names; on real photos the masks mean nothing. See docs/miniworld.md; pass '
             '--checkpoint (and --text-checkpoint) for real weights.')
 
 
 def world_cfg_options(towers: Dict[str, Any]) -> Dict[str, Any]:
     """``cfg_options`` of :data:`WORLD_CONFIG` that point it at ``towers`` (the tiny CLIP's image
-    and text towers, the world's prompt templates)."""
+    and text towers in :data:`WORLD_DEMO_MODE`, the world's prompt templates)."""
     from .tower_configs import WORLD_TEMPLATES
     clip = towers['clip']
     return {'model.backbone.model_name': clip['config'], 'model.backbone.pretrained': clip['weights'],
+            'model.backbone.attn_mode': WORLD_DEMO_MODE,
             'model.text_encoder.model_name': clip['config'],
             'model.text_encoder.pretrained': clip['weights'],
             'model.text_encoder.templates': list(WORLD_TEMPLATES)}

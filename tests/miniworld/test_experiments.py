@@ -50,6 +50,7 @@ def run(tmp_path_factory):
     results = {}
     E.phase_training_free(inputs, results, settings)
     E.phase_declip(inputs, results, settings)
+    E.phase_proxy(inputs, results, settings)
     # the single-loss variants with one seed, the CAT-Seg heads with the second seed (fewer runs)
     E.phase_declip(inputs, results, replace(settings, seeds=(0, ), variants=('content', 'context')))
     E.phase_region_cls(inputs, results, settings)
@@ -74,6 +75,8 @@ def test_results_structure(run):
         assert r['catseg'][v]['seeds'] == [1]
         assert all(len(r['catseg'][v][k]) == 1 for k in ('mIoU', 'mIoU.seen', 'mIoU.unseen'))
     assert r['catseg']['declip']['from'] == 'content+context'
+    assert len(r['proxy']['clip']['mIoU']) == 1
+    assert r['proxy']['declip']['seeds'] == list(SEEDS) == list(r['declip']['content+context']['seeds'])
     json.dumps(r)  # what tools/miniworld.py writes to results.json
 
 
@@ -128,6 +131,32 @@ def test_declip_runs_train_the_variant_and_evaluate_the_export(run, tmp_path):
     assert c.model.backbone.attn_mode == 'vanilla'
 
 
+def test_proxy_runs_are_the_proxy_config_on_each_tower(run, tmp_path):
+    """The proxy phase: tools/test.py on the proxy config (ProxyCLIP's attention, the tiny VFM's
+    weights and architecture) with the plain CLIP and with each seed's content+context export; the
+    recorded mIoU is what tools/test.py gives; the run differs from the training-free run only in the
+    attention (the plain CLIP's proxy and csa configs share the benchmark and towers)."""
+    from mmengine.config import Config
+    out, r = run['out'], run['results']
+    spec = run['inputs'].vfm_spec()
+    plain = Config.fromfile(r['proxy']['clip']['config'])
+    assert plain.model.type == 'DeCLIPProxySegmentor' and plain.model.backbone.attn_mode == 'proxy'
+    assert (plain.model.backbone.proxy_beta, plain.model.backbone.proxy_gamma) == (1.2, 3.0)
+    assert plain.model.vfm.pretrained == run['inputs'].vfm['weights']
+    assert plain.model.vfm.arch_overrides == spec['arch_overrides']
+    assert plain.model.backbone.pretrained == run['clip']['weights']
+    tf = Config.fromfile(r['training_free']['csa']['config'])
+    assert plain.test_dataloader.dataset == tf.test_dataloader.dataset
+    assert plain.model.logit_scale == tf.model.logit_scale
+    wd = osp.join(out, 'experiments', 'proxy', 'declip', 'seed1')
+    export = r['declip']['content+context']['exports'][1]
+    m = load_tool('test').main([osp.join(wd, 'run_config.py'), export,
+                                '--work-dir', str(tmp_path / 'px')])
+    assert float(m['mIoU']) == r['proxy']['declip']['mIoU'][1]
+    m0 = load_tool('test').main([r['proxy']['clip']['config'], '--work-dir', str(tmp_path / 'p0')])
+    assert float(m0['mIoU']) == r['proxy']['clip']['mIoU'][0]
+
+
 def test_region_cls_and_catseg_numbers_come_from_their_runs(run, tmp_path):
     from mmengine.config import Config
     out, r = run['out'], run['results']
@@ -171,9 +200,12 @@ def test_mean_std_and_table_against_numpy():
     res = dict(training_free=dict(csa=dict(mIoU=[7.25])),
                declip={'content+context': dict(mIoU=vals, attn_mode='csa')},
                catseg=dict(declip={'mIoU': vals, 'mIoU.seen': vals, 'mIoU.unseen': [1.0, 3.0]}))
-    table = E.format_table(res)
-    assert '| training-free, `csa` | mIoU | 7.25 |' in table
     cell = f'{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f} (n=3)'
+    res['proxy'] = dict(clip=dict(mIoU=[3.5]), declip=dict(mIoU=vals))
+    table = E.format_table(res)
+    assert '| proxy attention (tiny VFM), plain CLIP | mIoU | 3.50 |' in table
+    assert f'| proxy attention (tiny VFM), DeCLIP tower (content + context) | mIoU | {cell} |' in table
+    assert '| training-free, `csa` | mIoU | 7.25 |' in table
     assert f'| DeCLIP, content + context (`csa`) | mIoU | {cell} |' in table
     assert f'{cell} / 2.00 ± {np.std([1.0, 3.0], ddof=1):.2f} (n=2)' in table
     with pytest.raises(ValueError):
@@ -224,7 +256,7 @@ def test_class_group_iou_against_numpy(shape):
 def test_phases_registered_in_tools_miniworld():
     mw = load_tool('miniworld')
     names = list(mw.PHASES)
-    assert names[-4:] == ['training_free', 'declip', 'region_cls', 'catseg']
+    assert names[-5:] == ['training_free', 'declip', 'proxy', 'region_cls', 'catseg']
     with pytest.raises(ValueError, match='unknown'):
         E.ExperimentSettings(variants=('contents', )).check()
 

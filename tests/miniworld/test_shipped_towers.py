@@ -52,6 +52,8 @@ def test_shipped_towers_reproduce_the_recorded_figures(tmp_path):
                                   want['n_scenes'])
     for key in ('things', 'things_all', 'stuff'):
         assert got['zero_shot'][key]['per_class'] == want['zero_shot'][key]['per_class'], key
+    assert got['dense'] == want['dense']
+    np.testing.assert_equal(got['crop'], want['crop'])      # NaN (no thing cell in 1x1) == NaN
     for tag in ('vfm_trained', 'vfm_random'):
         for part in ('all', 'things'):
             assert np.isclose(got['correlation'][tag][part]['auc'],

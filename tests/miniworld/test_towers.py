@@ -38,6 +38,9 @@ from declip_mm.miniworld.vfm_trainer import (
 )
 from declip_mm.miniworld.zero_shot import (
     correlation_agreement,
+    crop_zero_shot_figures,
+    dense_zero_shot_figures,
+    grid_cells,
     patch_segments,
     roc_auc,
     segment_map,
@@ -141,7 +144,7 @@ def test_training_batch_without_the_new_knobs_is_the_worlds_pairs():
     """object_fraction 0, shared_stuff_prob 0, caption_stuff_prob 0.6: the scenes of the stream
     with the world's own captions (the clip-trainer-1 recipe)."""
     s = CLIPTrainSettings(batch_size=12, image_size=32, object_fraction=0.0, shared_stuff_prob=0.0,
-                          caption_stuff_prob=0.6)
+                          caption_stuff_prob=0.6, crop_fraction=0.0)
     images, captions, info = render_training_batch(3, s, np.random.default_rng(0))
     ref_images, ref_captions = render_caption_batch(stream_seeds('clip_train', 0, 36, 12), 32)
     np.testing.assert_array_equal(images, ref_images)
@@ -157,7 +160,7 @@ def test_training_batch_shared_stuff_and_single_objects():
     from declip_mm.miniworld.classes import CLASS_INDEX
     plural_to_class = {p: c for c, p in PLURALS.items()}
     s = CLIPTrainSettings(batch_size=24, image_size=32, object_fraction=0.5, shared_stuff_prob=1.0,
-                          caption_stuff_prob=0.0, object_thing_prob=0.7)
+                          caption_stuff_prob=0.0, object_thing_prob=0.7, crop_fraction=0.0)
     stuff_sets = set()
     for step in range(6):
         images, captions, info = render_training_batch(step, s, np.random.default_rng(step))
@@ -188,6 +191,51 @@ def test_training_batch_shared_stuff_and_single_objects():
     assert info['stuff'] is None and len(info['object_seeds']) == 6
 
 
+def test_training_batch_scene_crops_are_resized_regions_captioned_by_their_content():
+    """crop_fraction: square crops (side size / g, g in CROP_GRIDS) of the 'clip_crops' stream's
+    scenes, resized as DeCLIP's teacher crops; the caption names exactly the classes covering at
+    least CROP_NAME_FRACTION of the crop (the largest when none does), no number or colour word
+    (crop_fraction 0 is the earlier recipe: test_training_batch_without_the_new_knobs...)."""
+    import re
+
+    import cv2
+
+    from declip_mm.miniworld import render_scene
+    from declip_mm.miniworld.captions import CROP_NAME_FRACTION
+    from declip_mm.miniworld.classes import CLASS_INDEX
+    from declip_mm.miniworld.clip_trainer import CROP_GRIDS
+    s = CLIPTrainSettings(batch_size=32, image_size=64, object_fraction=0.25, crop_fraction=0.5)
+    sides = set()
+    for step in range(3):
+        images, captions, info = render_training_batch(step, s, np.random.default_rng(step))
+        assert len(images) == len(captions) == 32 and len(info['scene_seeds']) == 8
+        assert info['crop_seeds'] == stream_seeds('clip_crops', 0, step * 32, 16)
+        for k, (seed, (y0, y1, x0, x1)) in enumerate(zip(info['crop_seeds'], info['crop_boxes'])):
+            side = y1 - y0
+            assert side == x1 - x0 and side in {int(round(64 / g)) for g in CROP_GRIDS}
+            assert 0 <= y0 and y1 <= 64 and 0 <= x0 and x1 <= 64
+            sides.add(side)
+            sc = render_scene(seed, 64, caption=False)
+            np.testing.assert_array_equal(images[16 + k], cv2.resize(
+                sc.image[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_LINEAR))
+            frac = np.bincount(sc.label[y0:y1, x0:x1].ravel(), minlength=len(ALL_CLASSES)) / side ** 2
+            want = {ALL_CLASSES[i] for i in np.flatnonzero(frac >= CROP_NAME_FRACTION)}
+            if len(want) > 2:
+                want = {ALL_CLASSES[i] for i in np.argsort(-frac, kind='stable')[:2]}
+            want = want or {ALL_CLASSES[int(np.argmax(frac))]}
+            words = re.findall(r'[a-z]+', captions[16 + k])
+            assert set(words) & set(CLASS_INDEX) == want, (captions[16 + k], want)
+            assert not set(words) & {'one', 'two', 'three', 'some', 'several', 'red', 'blue'}
+    assert len(sides) >= 4
+    # the default recipe (clip-trainer-4): 72 objects, 12 crops, 12 scenes per batch of 96
+    _, _, info = render_training_batch(0, CLIPTrainSettings(), np.random.default_rng(0))
+    assert (len(info['object_seeds']), len(info['crop_seeds']), len(info['scene_seeds'])) == \
+        (72, 12, 12)
+    with pytest.raises(ValueError, match='exceed 1'):
+        render_training_batch(0, CLIPTrainSettings(object_fraction=0.75, crop_fraction=0.5),
+                              np.random.default_rng(0))
+
+
 def test_param_groups_decay_only_matrices():
     model = build_clip_model(TINY_CLIP)
     no_decay, decay = param_groups(model, 0.1)
@@ -204,10 +252,16 @@ def test_streams_are_disjoint_from_the_world_layouts():
                                                                      'catseg_train')
             for i in range(50)}
     streams = {name: set(stream_seeds(name, w, 0, 50)) for w in (0, 1)
-               for name in ('clip_train', 'clip_objects', 'vfm_train', 'zero_shot', 'correlation')}
+               for name in ('clip_train', 'clip_crops', 'clip_objects', 'vfm_train', 'zero_shot',
+                            'correlation')}
     for name, seeds in streams.items():
         assert not seeds & used, name
+    from declip_mm.miniworld.clip_trainer import STREAM_SPAN, STREAMS
+    clip_streams = sorted(first for split, first in STREAMS.values() if split == 'clip')
+    assert all(b - a >= STREAM_SPAN for a, b in zip(clip_streams, clip_streams[1:]))
+    assert clip_streams[-1] + STREAM_SPAN <= 1 << 24          # the split's index range
     assert not set(stream_seeds('clip_train', 0, 0, 50)) & set(stream_seeds('clip_objects', 0, 0, 50))
+    assert not set(stream_seeds('clip_crops', 0, 0, 50)) & set(stream_seeds('clip_train', 0, 0, 50))
     assert not set(stream_seeds('zero_shot', 0, 0, 50)) & set(stream_seeds('correlation', 0, 0, 50))
     assert stream_seeds('clip_train', 0, 5, 2) == [scene_seed(0, 'clip', 5), scene_seed(0, 'clip', 6)]
     assert 'clip' in SPLIT_IDS
@@ -337,6 +391,105 @@ def test_zero_shot_figures_per_class_on_a_constant_encoder():
     assert fig['things_all']['top1'] == pytest.approx(1 / len(THING_CLASSES))
     assert fig['stuff']['per_class'] == {c: float(i == 1) for i, c in enumerate(STUFF_CLASSES)}
     assert fig['stuff']['n'] == 2 * len(STUFF_CLASSES)
+
+
+def test_dense_zero_shot_figures_equal_a_per_patch_loop():
+    """Dense alignment against a plain loop over images and patches (float64, a fixed random patch
+    projection as the dense features), and on a constant 'heart' map."""
+    from declip_mm.miniworld.generator import render_object
+    torch.manual_seed(0)
+    proj = torch.randn(len(ALL_CLASSES), 3, 8, 8, dtype=torch.float64)
+    emb = torch.randn(len(ALL_CLASSES), len(ALL_CLASSES), dtype=torch.float64)
+
+    def dense(x):
+        return F.conv2d(x.double(), proj, stride=8)
+
+    seeds = stream_seeds('zero_shot', 0, 0, 3)
+    got = dense_zero_shot_figures(dense, emb, seeds, 64, 8, purity=0.75)
+    from declip_mm.miniworld.clip_trainer import to_model_input
+    e = F.normalize(emb, dim=-1)
+    for kind, classes in (('things', THING_CLASSES), ('stuff', STUFF_CLASSES)):
+        hits = {c: [] for c in classes}
+        for c in classes:
+            for sd in seeds:
+                image, mask = render_object(c, int(sd), 64)
+                f = dense(to_model_input(image[None]))[0]
+                for i in range(8):
+                    for j in range(8):
+                        if mask[8 * i:8 * i + 8, 8 * j:8 * j + 8].mean() < 0.75:
+                            continue
+                        v = F.normalize(f[:, i, j], dim=0)
+                        hits[c].append(int(torch.argmax(e @ v)) == ALL_CLASSES.index(c))
+        allhits = sum(hits.values(), [])
+        assert got[kind]['n'] == len(allhits) and all(hits.values())
+        assert got[kind]['top1'] == pytest.approx(np.mean(allhits))
+        assert got[kind]['per_class'] == pytest.approx({c: np.mean(h) for c, h in hits.items()})
+    heart = torch.zeros(1, len(ALL_CLASSES), 1, 1)
+    heart[0, ALL_CLASSES.index('heart')] = 1.0
+    const = dense_zero_shot_figures(lambda x: heart.expand(len(x), -1, 8, 8),
+                                    torch.eye(len(ALL_CLASSES)), seeds, 64, 8)
+    assert const['things']['per_class'] == {c: float(c == 'heart') for c in THING_CLASSES}
+    assert const['stuff']['top1'] == 0.0 and const['stuff']['n'] == 3 * 64 * len(STUFF_CLASSES)
+
+
+@pytest.mark.parametrize('side,grid', [(64, 3), (64, 6), (30, 4)])
+def test_grid_cells_tile_the_image(side, grid):
+    cover = np.zeros((side, side), dtype=np.int64)
+    cells = grid_cells(side, grid)
+    assert len(cells) == grid * grid
+    for y0, y1, x0, x1 in cells:
+        assert y1 > y0 and x1 > x0
+        cover[y0:y1, x0:x1] += 1
+    assert (cover == 1).all()
+
+
+def test_crop_zero_shot_figures_equal_a_per_cell_loop():
+    """Crop zero-shot against a plain loop (cells of every grid, majority label with the purity
+    rule, magnified with OpenCV as DeCLIP's teacher crops), with a fixed random encoder; and a
+    constant 'heart' encoder calls every stuff cell a thing."""
+    import cv2
+
+    from declip_mm.miniworld.clip_trainer import to_model_input
+    from declip_mm.miniworld.generator import render_scene
+    torch.manual_seed(1)
+    proj = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    mix = torch.randn(8 * 16 * 16, len(ALL_CLASSES), dtype=torch.float64)
+
+    def encode(x):        # depends on every pixel's neighbourhood (the resize matters)
+        return torch.tanh(F.conv2d(x.double(), proj, stride=4)).flatten(1) @ mix
+
+    emb = torch.eye(len(ALL_CLASSES), dtype=torch.float64)
+    seeds = stream_seeds('correlation', 0, 0, 4)
+    got = crop_zero_shot_figures(encode, emb, seeds, 64, grids=(2, 4), purity=0.6)
+    n_things = len(THING_CLASSES)
+    for g in (2, 4):
+        hit_t, hit_s, called = [], [], []
+        for sd in seeds:
+            sc = render_scene(int(sd), 64, caption=False)
+            for y0, y1, x0, x1 in grid_cells(64, g):
+                cell = sc.label[y0:y1, x0:x1]
+                counts = np.bincount(cell.ravel(), minlength=len(ALL_CLASSES))
+                if counts.max() < 0.6 * cell.size:
+                    continue
+                lab = int(counts.argmax())
+                crop = cv2.resize(sc.image[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_LINEAR)
+                pred = int(torch.argmax(encode(to_model_input(crop[None]))[0]))
+                if lab < n_things:
+                    hit_t.append(pred == lab)
+                else:
+                    hit_s.append(pred == lab)
+                    called.append(pred < n_things)
+        r = got[f'{g}x{g}']
+        assert (r['n_thing'], r['n_stuff']) == (len(hit_t), len(hit_s)) and hit_s
+        assert r['stuff_top1'] == pytest.approx(np.mean(hit_s))
+        assert r['stuff_called_thing'] == pytest.approx(np.mean(called))
+        if hit_t:
+            assert r['thing_top1'] == pytest.approx(np.mean(hit_t))
+    heart = torch.zeros(len(ALL_CLASSES))
+    heart[ALL_CLASSES.index('heart')] = 1.0
+    const = crop_zero_shot_figures(lambda x: heart.expand(len(x), -1), torch.eye(len(ALL_CLASSES)),
+                                   seeds, 64, grids=(1, ))
+    assert const['1x1']['stuff_called_thing'] == 1.0 and const['1x1']['stuff_top1'] == 0.0
 
 
 def test_clip_figures_through_the_project_equal_open_clip(tiny_clip):

@@ -2,8 +2,10 @@
 shipped.py): keyed by versions and settings, reused, an archive unpacks into a loadable release."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os.path as osp
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ import torch
 from tf_helpers import load_tool
 
 from declip_mm.miniworld import shipped, tower_cache
+from declip_mm.miniworld.classes import WORLD_VERSION
 from declip_mm.miniworld.clip_trainer import CLIPTrainSettings, save_clip, train_clip
-from declip_mm.miniworld.tower_configs import world_clip_config, world_vfm_spec
+from declip_mm.miniworld.tower_configs import CLIP_TRAINER_VERSION, world_clip_config, world_vfm_spec
 from declip_mm.miniworld.vfm_trainer import VFMTrainSettings
 
 TINY_CLIP = world_clip_config(embed_dim=32, depth=1, num_heads=2)     # 64 px, as the CLI trains
@@ -37,6 +40,15 @@ def test_tower_key_depends_on_versions_settings_and_world(monkeypatch):
     assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(object_fraction=0.1)) != key
     # the cores that train are not part of the recipe
     assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(threads=7)) == key
+    # a knob added later hashes only away from its neutral value (earlier keys stay valid)
+    neutral = CLIPTrainSettings(crop_fraction=0.0)
+    old = {k: v for k, v in asdict(neutral).items() if k not in ('threads', 'crop_fraction')}
+    digest = hashlib.sha1(json.dumps(dict(arch=TINY_CLIP, settings=old), sort_keys=True)
+                          .encode()).hexdigest()[:10]
+    assert tower_cache.tower_key('clip', TINY_CLIP, neutral) == \
+        f'clip-{WORLD_VERSION}-{CLIP_TRAINER_VERSION}-w0-{digest}'
+    assert tower_cache.tower_key('clip', TINY_CLIP, CLIPTrainSettings(crop_fraction=0.1)) != \
+        tower_cache.tower_key('clip', TINY_CLIP, neutral)
     assert tower_cache.tower_key('clip', world_clip_config(depth=3), s) != key
     monkeypatch.setattr(tower_cache, 'CLIP_TRAINER_VERSION', 'clip-trainer-x')
     assert tower_cache.tower_key('clip', TINY_CLIP, s) != key

@@ -116,6 +116,8 @@ class _TowerOps(ABC):
     """Family-specific pieces of a CLIP image tower. Holds no parameters of its own."""
 
     num_prefix_tokens = 1
+    #: which rows of the last block's output the image embedding pools (:meth:`pool`)
+    global_pool = 'token'
 
     def __init__(self, visual: nn.Module) -> None:
         self.visual = visual
@@ -164,6 +166,14 @@ class _TowerOps(ABC):
     @abstractmethod
     def head(self, x: Tensor) -> Tensor:
         """Final norm and projection, applied per token: (B, T, D) -> (B, T, E)."""
+
+    def pool(self, x: Tensor) -> Tensor:
+        """The image-embedding row of the last block's output, (B, N, D) -> (B, 1, D), before
+        :meth:`head`: the [CLS] row (``'token'``) or the mean of the patch rows (``'avg'``), as timm's
+        ``Eva.forward_head`` pools (``global_pool_nlc``; its ``fc_norm`` then sits in :meth:`head`)."""
+        if self.global_pool == 'avg':
+            return x[:, self.num_prefix_tokens:].mean(dim=1, keepdim=True)
+        return x[:, :1]
 
     def attention_qkv(self, blk: nn.Module, x: Tensor, rope: Optional[Tensor]
                       ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -268,6 +278,11 @@ class EvaViTOps(_TowerOps):
         self.num_heads = attn.num_heads
         self._head_dim = attn.head_dim
         self.num_prefix_tokens = t.num_prefix_tokens
+        if getattr(t, 'attn_pool', None) is not None or t.global_pool not in ('token', 'avg'):
+            raise ValueError(f"unsupported pooling of the EVA trunk (global_pool={t.global_pool!r}"
+                             f"{', attention pool' if getattr(t, 'attn_pool', None) is not None else ''}"
+                             "): only 'token' ([CLS]) and 'avg' are supported")
+        self.global_pool = t.global_pool
         self.pretrained_grid = tuple(t.patch_embed.grid_size)
         if t.rope is not None and not hasattr(t.rope, 'ref_feat_shape'):
             raise ValueError(f'unsupported RoPE module {type(t.rope).__name__} in the EVA trunk')

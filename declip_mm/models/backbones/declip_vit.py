@@ -9,7 +9,7 @@ Call graph::
                                     context Q, K and decoupled content as side outputs
       └─ _decoupled_last_block      Q, K, V of LN1(X); A·V by attn_mode (SDPA); sub-LN, out-proj, γ1
       └─ ops.head                   final norm + projection on the patch rows -> 'content'
-    encode_image(x)                 the untouched CLIP path (normal last block, CLS pooled)
+    encode_image(x)                 the untouched CLIP path (normal last block, pooled as the tower)
 
 ``out_type='dict'`` (default, declip_mm's own models) returns the named outputs below;
 ``out_type='featmap'`` returns a tuple of (B, C, h, w) maps, one per ``out_indices`` entry, for the
@@ -537,7 +537,8 @@ class DeCLIPVisionTransformer(BaseModule):
         return out
 
     def encode_image(self, x: Tensor, normalize: bool = False) -> Tensor:
-        """The unchanged CLIP image embedding (normal last block, CLS token), (B, E).
+        """The unchanged CLIP image embedding (normal last block, pooled as the tower pools: the CLS
+        token, or the mean of the patch tokens for an EVA trunk with ``timm_pool='avg'``), (B, E).
 
         Equal to open_clip's ``model.encode_image`` on the same weights at the native resolution; other
         resolutions use the resized position embedding (and rebuilt RoPE).
@@ -547,10 +548,11 @@ class DeCLIPVisionTransformer(BaseModule):
         rope = self.ops.rope(hw, tokens)
         tokens, _ = self._run_blocks(tokens, rope, hw, collect=False)
         last = self.ops.blocks()[-1]
-        if self.training and torch.is_grad_enabled():  # dropout / drop-path: the block as it is
-            tokens = self.ops.run_block(last, tokens, rope)[:, :1]
-        else:  # only the CLS row is pooled: the other rows of the last block are not computed
+        if self.ops.global_pool == 'token' and not (self.training and torch.is_grad_enabled()):
+            # only the CLS row is pooled: the other rows of the last block are not computed
             tokens = self.ops.run_block_cls(last, tokens, rope)
+        else:  # dropout / drop-path, or a pool over the patch rows: the block as it is
+            tokens = self.ops.pool(self.ops.run_block(last, tokens, rope))
         emb = self.ops.head(tokens)[:, 0]
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 

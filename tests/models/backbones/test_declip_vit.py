@@ -73,6 +73,45 @@ def test_encode_image_equals_open_clip_and_timm(tiny_cfg, family):
         assert torch.allclose(bb.encode_image(x, normalize=True).norm(dim=-1), torch.ones(2))
 
 
+def _avg_pooled_eva(**kw):
+    from declip_mm.testing.tiny_models import tiny_clip_config
+    cfg = tiny_clip_config('eva02')
+    cfg['vision_cfg'].update(kw)
+    torch.manual_seed(0)
+    return DeCLIPVisionTransformer(cfg).eval()
+
+
+def test_encode_image_follows_the_avg_pooled_eva_trunk():
+    """``timm_pool='avg'`` (the miniature world's CLIP): the embedding is fc_norm + head of the mean
+    of the last block's patch rows, as open_clip's TimmModel (timm's ``Eva.forward_head``); float64
+    reference from the formula; the CLS row gives a different embedding."""
+    bb = _avg_pooled_eva(timm_pool='avg')
+    t = bb.visual.trunk
+    assert bb.ops.global_pool == 'avg' and isinstance(t.norm, torch.nn.Identity)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert rel_err(bb.encode_image(x), bb.visual.head(t(x))) <= 1e-5
+        bb64 = bb.double()
+        x64 = x.double()
+        tokens, hw = bb64.ops.embed(x64)
+        rope = bb64.ops.rope(hw, tokens)
+        tokens, _ = bb64._run_blocks(tokens, rope, hw, collect=False)
+        full = bb64.ops.run_block(bb64.ops.blocks()[-1], tokens, rope)
+        ref = t.head(t.fc_norm(full[:, 1:].mean(dim=1)))
+        cls = t.head(t.fc_norm(full[:, 0]))
+        ours = bb64.encode_image(x64)
+        assert torch.allclose(ours, ref, rtol=0, atol=1e-12)
+        assert rel_err(ours, cls) > 0.1
+    bb64.train()
+    assert torch.allclose(bb64.encode_image(x64), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('pool', ['max', 'avgmax'])
+def test_unsupported_eva_pooling_is_a_clear_error(pool):
+    with pytest.raises(ValueError, match='pooling of the EVA trunk'):
+        _avg_pooled_eva(timm_pool=pool)
+
+
 @pytest.mark.parametrize('size', [(32, 32), (48, 64)])
 def test_cls_only_last_block_equals_full_block_float64(tiny_cfg, size):
     """encode_image computes only the CLS row of the last block; in float64 it equals the full
