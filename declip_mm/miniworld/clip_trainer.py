@@ -175,8 +175,9 @@ def render_training_batch(step: int, s: CLIPTrainSettings, rng: np.random.Genera
                             .format(stuff=name))
         info['object_classes'].append(name)
         images.append(render_object(name, int(seed), s.image_size)[0])
-    for seed in info['crop_seeds']:          # after the objects: no draw changes without crops
+    if info['crop_seeds']:
         import cv2
+    for seed in info['crop_seeds']:          # after the objects: no draw changes without crops
         scene = render_scene(int(seed), s.image_size, caption=False)
         side = int(round(s.image_size / CROP_GRIDS[int(rng.integers(len(CROP_GRIDS)))]))
         y0 = int(rng.integers(s.image_size - side + 1))

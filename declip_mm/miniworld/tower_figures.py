@@ -64,10 +64,11 @@ def dense_figures(config: Any, weights: Optional[str], world_seed: int = 0, n_pe
     images as :func:`clip_figures`)."""
     from .classes import ALL_CLASSES
     seeds = stream_seeds('zero_shot', world_seed, 0, n_per_class)
-    out = {}
+    out, emb = {}, None
     for mode in modes:
         backbone, text = load_world_clip(config, weights, attn_mode=mode)
-        emb = text(list(ALL_CLASSES))
+        if emb is None:                      # the text side does not depend on the mode
+            emb = text(list(ALL_CLASSES))
         out[mode] = dense_zero_shot_figures(lambda x, bb=backbone: bb(x)['content'], emb, seeds,
                                             size, backbone.patch_size[0])
     return out
